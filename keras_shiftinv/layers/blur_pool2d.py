@@ -1,0 +1,98 @@
+import keras
+
+from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.utils import (
+    PAD_MODES,
+    check_input_shape,
+    downsampled_size,
+    spatial_axes,
+    standardize_choice,
+    standardize_data_format,
+    standardize_int,
+    standardize_pair,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_shiftinv")
+class BlurPool2D(keras.layers.Layer):
+    """Anti-aliased downsampling: a binomial low-pass filter, then a stride.
+
+    Each channel is blurred with the outer product of row `filt_size` of Pascal's
+    triangle (normalised to sum to 1) and then subsampled by `strides`. Blurring
+    before subsampling removes the frequencies that would alias, so a shift of the
+    input changes the output far less than plain strided pooling does (Zhang, 2019).
+    The input is padded by `(filt_size - 1) // 2` rows and columns on the top/left
+    and `ceil((filt_size - 1) / 2)` on the bottom/right, so the output has
+    `ceil(size / strides)` rows and columns. The filter is a constant: the layer has
+    no weights.
+
+    Args:
+        filt_size: number of filter taps per axis, an integer >= 1. 1 is plain
+            subsampling, 2 a box filter `[1, 1]`, 3 `[1, 2, 1]`, 4 `[1, 3, 3, 1]`,
+            5 `[1, 4, 6, 4, 1]` and so on.
+        strides: an integer or a pair of integers >= 1; 1 blurs without
+            subsampling.
+        pad_mode: how the border is filled: "reflect" (mirror without repeating
+            the edge), "replicate" (repeat the edge), "zero" or "circular"
+            (wrap around; with it a circular shift of the input by `strides` is a
+            circular shift of the output by one).
+        data_format: "channels_last" (default, from `keras.config`) or
+            "channels_first".
+
+    Input shape:
+        4D tensor `(batch, height, width, channels)` for "channels_last" or
+        `(batch, channels, height, width)` for "channels_first". Height and width
+        may be `None`.
+
+    Output shape:
+        4D tensor with `ceil(height / strides[0])` rows and
+        `ceil(width / strides[1])` columns.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 32, 32, 16))
+    >>> keras_shiftinv.layers.BlurPool2D(filt_size=4)(x).shape
+    (2, 16, 16, 16)
+
+    Reference:
+        - [Zhang, Making Convolutional Networks Shift-Invariant Again,
+          ICML 2019](https://arxiv.org/abs/1904.11486)
+    """
+
+    def __init__(
+        self, filt_size=4, strides=2, pad_mode="reflect", data_format=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.strides = standardize_pair(strides, "strides")
+        self.pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
+        self.data_format = standardize_data_format(data_format)
+
+    def build(self, input_shape):
+        check_input_shape(self, input_shape)
+
+    def call(self, inputs):
+        return si_ops.blur_pool2d(
+            inputs, self.filt_size, self.strides, self.pad_mode, self.data_format
+        )
+
+    def compute_output_shape(self, input_shape):
+        check_input_shape(self, input_shape, need_channels=False)
+        shape = list(input_shape)
+        for axis, stride in zip(
+            spatial_axes(self.data_format), self.strides, strict=True
+        ):
+            shape[axis] = downsampled_size(shape[axis], stride)
+        return tuple(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filt_size": self.filt_size,
+                "strides": self.strides,
+                "pad_mode": self.pad_mode,
+                "data_format": self.data_format,
+            }
+        )
+        return config

@@ -1,0 +1,122 @@
+"""Functional forms of the package's operations, written with `keras.ops`.
+
+The layers in `keras_shiftinv.layers` are thin wrappers around these functions, so the
+same code serves a layer, a custom `call` and a test.
+"""
+
+import math
+
+import numpy as np
+from keras import ops
+
+from keras_shiftinv.layers.utils import (
+    PAD_MODES,
+    channel_axis,
+    spatial_axes,
+    standardize_choice,
+    standardize_data_format,
+    standardize_int,
+    standardize_pair,
+)
+
+
+def binomial_filter(filt_size):
+    """Row `filt_size` of Pascal's triangle, normalised to sum to 1 (float64)."""
+    standardize_int(filt_size, "filt_size")
+    row = np.array([math.comb(filt_size - 1, k) for k in range(filt_size)], "float64")
+    return row / row.sum()
+
+
+def blur_padding(filt_size):
+    """(before, after) padding of a `filt_size`-tap blur: (k-1)//2, ceil((k-1)/2)."""
+    return (filt_size - 1) // 2, filt_size // 2
+
+
+def _check_pad_fits(size, pad, mode, axis):
+    if size is None:
+        return
+    if mode == "reflect" and max(pad) >= size:
+        raise ValueError(
+            "pad_mode='reflect' needs a spatial size larger than the padding "
+            f"{max(pad)} on axis {axis}. Received: a size of {size}; use a smaller "
+            "`filt_size` or pad_mode='replicate'."
+        )
+    if mode == "circular" and max(pad) > size:
+        raise ValueError(
+            f"pad_mode='circular' cannot wrap a padding of {max(pad)} around a size "
+            f"of {size} on axis {axis}."
+        )
+
+
+def _slice_axis(x, axis, start, stop):
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
+def pad2d(x, padding, pad_mode="zero", data_format=None):
+    """Pads the two spatial axes of a 4D tensor.
+
+    Args:
+        x: a 4D tensor.
+        padding: ((top, bottom), (left, right)), or an int for all four sides.
+        pad_mode: "zero", "reflect" (mirror without repeating the edge),
+            "replicate" (repeat the edge) or "circular" (wrap around).
+        data_format: "channels_last" or "channels_first".
+    """
+    pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
+    data_format = standardize_data_format(data_format)
+    if isinstance(padding, int):
+        padding = ((padding, padding), (padding, padding))
+    padding = tuple(standardize_pair(p, "padding", minimum=0) for p in padding)
+    if all(p == (0, 0) for p in padding):
+        return x
+    axes = spatial_axes(data_format)
+    for axis, pad in zip(axes, padding, strict=True):
+        _check_pad_fits(x.shape[axis], pad, pad_mode, axis)
+    if pad_mode in ("zero", "reflect"):
+        widths = [[0, 0]] * 4
+        for axis, pad in zip(axes, padding, strict=True):
+            widths[axis] = list(pad)
+        return ops.pad(x, widths, mode="constant" if pad_mode == "zero" else "reflect")
+    for axis, (before, after) in zip(axes, padding, strict=True):
+        if pad_mode == "circular":
+            head = _slice_axis(x, axis, -before, None) if before else None
+            tail = _slice_axis(x, axis, 0, after) if after else None
+        else:
+            head = ops.repeat(_slice_axis(x, axis, 0, 1), before, axis=axis)
+            tail = ops.repeat(_slice_axis(x, axis, -1, None), after, axis=axis)
+        parts = [p for p in (head, x, tail) if p is not None]
+        x = ops.concatenate(parts, axis=axis)
+    return x
+
+
+def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None):
+    """Binomial low-pass filter per channel, then subsampling by `strides`.
+
+    See `keras_shiftinv.layers.BlurPool2D` for the definition.
+    """
+    data_format = standardize_data_format(data_format)
+    strides = standardize_pair(strides, "strides")
+    taps = binomial_filter(filt_size)
+    if filt_size == 1:
+        rows, cols = strides
+        if data_format == "channels_last":
+            return x[:, ::rows, ::cols, :]
+        return x[:, :, ::rows, ::cols]
+    pad = blur_padding(filt_size)
+    x = pad2d(x, (pad, pad), pad_mode, data_format)
+    channels = x.shape[channel_axis(data_format)]
+    kernel = np.outer(taps, taps)[:, :, None, None] * np.ones((1, 1, channels, 1))
+    kernel = ops.convert_to_tensor(kernel, dtype=x.dtype)
+    return ops.depthwise_conv(x, kernel, strides, "valid", data_format)
+
+
+def max_blur_pool2d(
+    x, pool_size=2, filt_size=4, strides=2, pad_mode="reflect", data_format=None
+):
+    """Max pooling densely evaluated (stride 1, VALID), then `blur_pool2d`."""
+    data_format = standardize_data_format(data_format)
+    pool_size = standardize_pair(pool_size, "pool_size")
+    x = ops.max_pool(x, pool_size, strides=1, padding="valid", data_format=data_format)
+    return blur_pool2d(x, filt_size, strides, pad_mode, data_format)
