@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+from keras_shiftinv.schedules import CyclicLR
 
 STRATEGIES = ("auto", "mirrored", "multiworker", "default")
 OPTIMIZERS = ("sgd", "adam")
@@ -161,54 +162,6 @@ def _check_range(value, name, low, high, closed=False):
         )
 
 
-@keras.saving.register_keras_serializable(package="keras_shiftinv")
-class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
-    """One triangular learning-rate cycle (the "one-cycle" schedule).
-
-    The rate rises linearly from `peak_lr / (warmup_steps + 1)` to `peak_lr` over the
-    first `warmup_steps` steps, then falls linearly to 0 at `total_steps` (and stays
-    there). The schedule of the shift-invariant-module paper (SGD, peak 0.5, 16
-    epochs on ImageNet) and of fast ResNet training recipes.
-
-    Args:
-        peak_lr: the largest learning rate, reached after `warmup_steps` steps.
-        total_steps: steps of the whole run; the rate is 0 from then on.
-        warmup_steps: steps of the rising half, in [0, total_steps).
-
-    Example:
-
-    >>> schedule = CyclicLR(peak_lr=0.1, total_steps=100, warmup_steps=25)
-    >>> optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
-    """
-
-    def __init__(self, peak_lr, total_steps, warmup_steps):
-        standardize_int(total_steps, "total_steps")
-        standardize_int(warmup_steps, "warmup_steps", minimum=0)
-        if warmup_steps >= total_steps:
-            raise ValueError(
-                "`warmup_steps` must be smaller than `total_steps`. Received: "
-                f"warmup_steps={warmup_steps}, total_steps={total_steps}"
-            )
-        self.peak_lr = peak_lr
-        self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
-
-    def __call__(self, step):
-        # Counting from step + 1 keeps the very first update from having rate 0.
-        t = keras.ops.cast(step, "float32") + 1.0
-        rise = t / (self.warmup_steps + 1.0)
-        fall = (self.total_steps - t + 1.0) / (self.total_steps - self.warmup_steps)
-        fraction = keras.ops.clip(keras.ops.minimum(rise, fall), 0.0, 1.0)
-        return self.peak_lr * fraction
-
-    def get_config(self):
-        return {
-            "peak_lr": self.peak_lr,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-        }
-
-
 def make_schedule(name, lr, total_steps, warmup_fraction=0.25):
     """The learning-rate schedule `name` over `total_steps` steps, peaking at `lr`."""
     standardize_choice(name, "schedule", SCHEDULES)
@@ -243,7 +196,6 @@ def make_strategy(name):
     and this process' task, and must be created before any other TensorFlow op.
     """
     standardize_choice(name, "strategy", STRATEGIES)
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "multiworker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError(
@@ -252,12 +204,78 @@ def make_strategy(name):
                 '"task": {"type": "worker", "index": 0}}) on every worker.'
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
+    # Listing logical devices starts the TensorFlow runtime: only now is it allowed.
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = gpus or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "auto" and len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def _patch_keras_for_multiworker(model):
+    """Work around Keras 3's two MultiWorkerMirroredStrategy bugs in `fit`
+    (keras-team/keras#20585, tensorflow/tensorflow#72388).
+
+    Keras builds metrics and optimizer state from the first batch by averaging the
+    distributed batch with a collective outside any `tf.function` (which fails: a
+    local replica's batch has the right shapes), and averages the per-step logs,
+    which are scalars, with `strategy.reduce(..., axis=0)` (which fails: scalars
+    are averaged over the replicas with `axis=None`). Only multi-worker strategies
+    take these paths.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    def local_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: model.distribute_strategy.experimental_local_results(v)[
+                        0
+                    ],
+                    next(batches),
+                )
+                break
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    object.__setattr__(model, "_maybe_symbolic_build", local_symbolic_build)
+    if getattr(trainer.reduce_per_replica, "keras_shiftinv_patched", False):
+        return
+    reduce_per_replica = trainer.reduce_per_replica
+
+    def reduce_scalars_too(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy
+        ):
+            return keras.tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None), values
+            )
+        return reduce_per_replica(values, strategy, reduction)
+
+    reduce_scalars_too.keras_shiftinv_patched = True
+    trainer.reduce_per_replica = reduce_scalars_too
+
+
+def _batch_norm_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+        elif hasattr(layer, "layers"):
+            yield from _batch_norm_layers(layer)
+
+
+def synchronize_batch_norm(model, synchronized=True):
+    """Sets `synchronized` on every BatchNormalization layer of `model`.
+
+    Over several replicas, synchronized batch norm normalises with the statistics of
+    the global batch, so every replica keeps the same moving statistics (and the same
+    weights) as one device would. The flag only works on TensorFlow, so it is cleared
+    again before a model is saved for good.
+    """
+    for layer in _batch_norm_layers(model):
+        layer.synchronized = synchronized
 
 
 def worker_dir(run_dir, strategy):
@@ -535,6 +553,7 @@ def train(config, overwrite=False):
     try:
         with strategy.scope():
             model = build_model(config, input_shape, info.num_classes)
+            synchronize_batch_norm(model, strategy.num_replicas_in_sync > 1)
             schedule = make_schedule(
                 config.schedule,
                 config.peak_lr,
@@ -548,6 +567,8 @@ def train(config, overwrite=False):
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _patch_keras_for_multiworker(model)
         fit_seconds = _fit(config, model, train_ds, val_ds, run_dir)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -602,8 +623,10 @@ def _fit(config, model, train_ds, val_ds, run_dir):
         callbacks=callbacks,
         verbose=config.verbose,
     )
+    seconds = time.perf_counter() - start
+    synchronize_batch_norm(model, False)
     model.save(os.path.join(run_dir, "final.keras"))
-    return time.perf_counter() - start
+    return seconds
 
 
 def _evaluate(config, run_dir, test_ds, fit_seconds):
@@ -614,6 +637,9 @@ def _evaluate(config, run_dir, test_ds, fit_seconds):
     best_row = max(rows, key=lambda row: float(row["val_accuracy"]))
     best_path = os.path.join(run_dir, "best.keras")
     model = keras.saving.load_model(best_path)
+    if any(layer.synchronized for layer in _batch_norm_layers(model)):
+        synchronize_batch_norm(model, False)
+        model.save(best_path)
     results = model.evaluate(test_ds, verbose=config.verbose, return_dict=True)
     consistency = metrics.shift_consistency(
         model,
