@@ -547,13 +547,14 @@ def _load_folder(split, base, bounds, data_dir, image_size):
             image = tf.image.resize(image, size, antialias=True)
             image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
         else:
-            tf.debugging.assert_equal(
-                tf.shape(image)[:2],
-                tf.constant(size),
-                message=f"Images in {folder} differ in size from the first one "
-                f"{size} (pass image_size to resize them); this one is",
-                data=[path],
+            same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+            message = (
+                f"Images in {folder} differ in size from the first one {size} "
+                "(pass image_size to resize them); this one is"
             )
+            check = tf.debugging.Assert(same, [message, path, tf.shape(image)])
+            with tf.control_dependencies([check]):
+                image = tf.identity(image)
         return tf.ensure_shape(image, size + (channels,)), label
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
