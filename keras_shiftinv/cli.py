@@ -69,7 +69,9 @@ def add_train_parser(subparsers):
     _train_option(
         data, "--test-split", "split of the final evaluation (e.g. validation)"
     )
-    _train_option(data, "--train-subset", "train on this many examples", type=int)
+    _train_option(
+        data, "--train-subset", "train on this many examples (0: all)", type=int
+    )
     _train_option(data, "--test-subset", "test on this many examples", type=int)
     data.add_argument(
         "--no-install-data",

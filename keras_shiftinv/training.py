@@ -83,8 +83,8 @@ class TrainConfig:
             only used for the final summary.
         test_split: the split of the final evaluation ("validation" for data sets
             without a test split, or a slice such as "train[90%:]").
-        train_subset: use only this many training examples (quick runs).
-        test_subset: evaluate on only this many test examples.
+        train_subset: use only this many training examples (None or 0: all).
+        test_subset: evaluate on only this many test examples (None or 0: all).
         consistency_images: validation images the per-epoch consistency uses.
         consistency_samples: random shift pairs per image for consistency.
         max_shift: shifts are drawn from [0, max_shift) pixels per axis.
@@ -116,7 +116,7 @@ class TrainConfig:
     strategy: str = "auto"
     validation_split: float = 0.1
     test_split: str = "test"
-    train_subset: int | None = None
+    train_subset: int | None = 12000
     test_subset: int | None = None
     consistency_images: int = 1000
     consistency_samples: int = 1
@@ -135,9 +135,13 @@ class TrainConfig:
         standardize_int(self.consistency_samples, "consistency_samples")
         standardize_int(self.max_shift, "max_shift")
         standardize_int(self.seed, "seed", minimum=0)
-        for name in ("train_subset", "test_subset", "image_size"):
+        for name in ("train_subset", "test_subset"):
+            # 0 means "all", like None.
             if getattr(self, name) is not None:
-                standardize_int(getattr(self, name), name)
+                standardize_int(getattr(self, name), name, minimum=0)
+                setattr(self, name, getattr(self, name) or None)
+        if self.image_size is not None:
+            standardize_int(self.image_size, "image_size")
         standardize_number(self.validation_split, "validation_split", 0, 1)
         standardize_number(self.warmup_fraction, "warmup_fraction", 0, 1)
         standardize_number(self.weight_decay, "weight_decay", 0, closed=True)
@@ -346,6 +350,7 @@ def plot_log(rows, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(row["epoch"]) + 1 for row in rows]
     panels = [
@@ -360,6 +365,7 @@ def plot_log(rows, path):
                 ax.plot(epochs, [float(row[key]) for row in rows], "o-", label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -485,6 +491,20 @@ def _check_run_dir(run_dir, config_dict):
         )
 
 
+def _clear(run_dir):
+    """Deletes a run folder's files, but not the folders of other workers (which
+    they clear themselves, maybe at this very moment)."""
+    if not os.path.isdir(run_dir):
+        return
+    for entry in os.scandir(run_dir):
+        if entry.is_dir() and entry.name.startswith("worker-"):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry.path)
+        else:
+            os.remove(entry.path)
+
+
 def _write_json(path, obj):
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f, indent=2)
@@ -522,8 +542,8 @@ def train(config, overwrite=False):
     strategy = make_strategy(config.strategy)
     run_dir = worker_dir(config.run_dir, strategy)
     options = dataclasses.asdict(config)
-    if overwrite and os.path.exists(run_dir):
-        shutil.rmtree(run_dir)
+    if overwrite:
+        _clear(run_dir)
     summary_path = os.path.join(run_dir, "summary.json")
     _check_run_dir(run_dir, options)
     if os.path.exists(summary_path):

@@ -107,7 +107,7 @@ def test_optimizers():
         ({"lr": -0.1}, "lr"),
         ({"validation_split": 1.0}, "validation_split"),
         ({"width_multiplier": 0}, "width_multiplier"),
-        ({"train_subset": 0}, "train_subset"),
+        ({"train_subset": -1}, "train_subset"),
         ({"dataset": "folder"}, "data_dir"),
     ],
 )
@@ -121,6 +121,7 @@ def test_config_defaults():
     assert config.run_dir == os.path.join("runs", "resnet18-blur-fashion_mnist")
     assert config.peak_lr == 0.1
     assert training.TrainConfig(optimizer="adam").peak_lr == 1e-3
+    assert training.TrainConfig(train_subset=0).train_subset is None  # all
 
 
 def test_strategies_on_one_cpu(monkeypatch):
