@@ -15,6 +15,18 @@ from keras_shiftinv import training
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default unless it is None, a flag's, or already told."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default in (None, argparse.SUPPRESS) or isinstance(default, bool):
+            return action.help
+        if "default" in action.help:
+            return action.help
+        return f"{action.help} (default: %(default)s)"
+
+
 def _train_option(group, flag, help, **kwargs):
     name = flag.lstrip("-").replace("-", "_")
     default = TRAIN_DEFAULTS[name]
@@ -34,7 +46,7 @@ def add_train_parser(subparsers):
             "stopped at any point continues from its last finished epoch when the "
             "same command is run again."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     model = parser.add_argument_group("model")
     _train_option(model, "--model", "zoo model", choices=zoo.list_models())

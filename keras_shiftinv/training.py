@@ -24,6 +24,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import time
 
@@ -104,7 +105,7 @@ class TrainConfig:
     schedule: str = "cyclic"
     warmup_fraction: float = 0.25
     weight_decay: float = 5e-5
-    augment: str = "none"
+    augment: str = "crop_flip"
     width_multiplier: float = 0.25
     filt_size: int = 4
     padding: str = "zero"
@@ -130,10 +131,15 @@ class TrainConfig:
         standardize_choice(self.augment, "augment", AUGMENTS)
         standardize_choice(self.mixed_precision, "mixed_precision", PRECISIONS)
         standardize_choice(self.strategy, "strategy", STRATEGIES)
-        for name in ("epochs", "batch_size", "filt_size", "consistency_images"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "filt_size",
+            "consistency_images",
+            "consistency_samples",
+            "max_shift",
+        ):
             standardize_int(getattr(self, name), name)
-        standardize_int(self.consistency_samples, "consistency_samples")
-        standardize_int(self.max_shift, "max_shift")
         standardize_int(self.seed, "seed", minimum=0)
         for name in ("train_subset", "test_subset"):
             # 0 means "all", like None.
@@ -160,8 +166,9 @@ class TrainConfig:
 
     @property
     def run_dir(self):
+        dataset = re.sub(r"[^\w.-]", "_", self.dataset)  # "tfds:x/y" -> "tfds_x_y"
         return self.out or os.path.join(
-            "runs", f"{self.model}-{self.variant}-{self.dataset}"
+            "runs", f"{self.model}-{self.variant}-{dataset}"
         )
 
 

@@ -119,6 +119,8 @@ def test_config_errors_name_the_option(kwargs, name):
 def test_config_defaults():
     config = training.TrainConfig()
     assert config.run_dir == os.path.join("runs", "resnet18-blur-fashion_mnist")
+    other = training.TrainConfig(dataset="tfds:imagenette/160px", out=None)
+    assert other.run_dir == os.path.join("runs", "resnet18-blur-tfds_imagenette_160px")
     assert config.peak_lr == 0.1
     assert training.TrainConfig(optimizer="adam").peak_lr == 1e-3
     assert training.TrainConfig(train_subset=0).train_subset is None  # all
