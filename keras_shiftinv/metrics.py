@@ -398,6 +398,10 @@ def _batches(data, batch_size, max_batches):
         data = tf.data.Dataset.from_tensor_slices(data)
     spec = data.element_spec
     x_spec = spec[0] if isinstance(spec, tuple) else spec
+    if not isinstance(x_spec, tf.TensorSpec):
+        raise ValueError(
+            f"data must yield images x or tuples (x, y[, sample_weight]), got {spec}."
+        )
     if x_spec.shape.rank == 3:
         data = data.batch(batch_size)
     elif x_spec.shape.rank != 4:
