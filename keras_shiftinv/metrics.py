@@ -450,13 +450,15 @@ def _predictor(model, mode, pad_mode):
         for k in tf.range(count):
             shifted = shift_images(x, shifts[:, k, 0], shifts[:, k, 1], mode, pad_mode)
             out = tf.cast(model_ref()(shifted, training=False), tf.float32)
-            tf.debugging.assert_less(
+            check = tf.debugging.assert_less(
                 y,
                 tf.shape(out, out_type=tf.int64)[-1],
                 message="Labels must be smaller than the number of model outputs",
             )
+            with tf.control_dependencies([check]):
+                label_probs = tf.gather(out, y, axis=1, batch_dims=1)
             classes = classes.write(k, tf.argmax(out, axis=-1))
-            probs = probs.write(k, tf.gather(out, y, axis=1, batch_dims=1))
+            probs = probs.write(k, label_probs)
         return tf.transpose(classes.stack()), tf.transpose(probs.stack())
 
     cache[(mode, pad_mode)] = run
