@@ -1,0 +1,56 @@
+"""Loading saved Keras models with a clear error for anything else."""
+
+import importlib.util
+import os
+import zipfile
+
+import keras
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _not_a_model(path, why):
+    return ValueError(
+        f"{path!r} is not a Keras model file: {why}. Expected a model saved with "
+        "`model.save('NAME.keras')` (for example RUN_DIR/best.keras from "
+        "`python -m keras_shiftinv train`)."
+    )
+
+
+def load_model(path, compile=False):
+    """Loads a `.keras` (or legacy `.h5`) model, with the package's custom layers.
+
+    Args:
+        path: path of the saved model file.
+        compile: whether to restore the training configuration; evaluation and
+            export only need the forward pass.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: `path` is not a loadable Keras model file.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model file at {path!r}.")
+    if os.path.isdir(path):
+        raise _not_a_model(path, "it is a directory")
+    if not path.endswith(KERAS_SUFFIXES):
+        raise _not_a_model(path, f"its name does not end with {KERAS_SUFFIXES}")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise _not_a_model(path, "a .keras file is a zip archive and this is not one")
+    # Deserialisation looks custom classes up by registered name: the package's
+    # layers are registered by importing this package, the zoo's by importing it.
+    if importlib.util.find_spec("zoo") is not None:
+        import zoo  # noqa: F401
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as err:  # Keras raises many types for a corrupt file.
+        raise _not_a_model(
+            path, f"loading failed with {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(model, keras.Model):
+        raise _not_a_model(path, f"it holds a {type(model).__name__}, not a model")
+    return model
