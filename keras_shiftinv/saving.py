@@ -29,12 +29,13 @@ def load_model(path, compile=False):
         The `keras.Model`.
 
     Raises:
-        FileNotFoundError: `path` does not exist.
-        ValueError: `path` is not a loadable Keras model file.
+        ValueError: `path` does not exist or is not a loadable Keras model file
+            (a ValueError, like every error a user can fix: the command line
+            prints it without a traceback).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No model file at {path!r}.")
+        raise ValueError(f"No model file at {path!r}.")
     if os.path.isdir(path):
         raise _not_a_model(path, "it is a directory")
     if not path.endswith(KERAS_SUFFIXES):

@@ -209,7 +209,7 @@ def test_load_model_rejects_non_keras_files(tmp_path):
     text.write_text("not a model")
     fake = tmp_path / "fake.keras"
     fake.write_text("not a zip")
-    with pytest.raises(FileNotFoundError, match="No model file"):
+    with pytest.raises(ValueError, match="No model file"):
         load_model(tmp_path / "missing.keras")
     with pytest.raises(ValueError, match="not a Keras model file.*does not end"):
         load_model(text)
