@@ -224,3 +224,19 @@ def test_load_model_rejects_non_keras_files(tmp_path):
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), model.predict(x, verbose=0)
     )
+
+
+def test_export_command(tmp_path, capsys):
+    from keras_shiftinv.cli import main
+
+    tiny_model().save(tmp_path / "tiny.keras")
+    argv = ["export", "--model", str(tmp_path / "tiny.keras")]
+    argv += ["--out", str(tmp_path / "models" / "tiny")]
+    assert main(argv) == 0
+    assert (tmp_path / "models" / "tiny" / "1" / "saved_model.pb").exists()
+    assert "--model_base_path=" in capsys.readouterr().out
+    assert main(argv + ["--version", "1"]) == 2
+    assert "Version 1 already exists" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert main(["export", "--model", str(tmp_path / "notes.txt"), "--out", "x"]) == 2
+    assert "is not a Keras model file" in capsys.readouterr().err
