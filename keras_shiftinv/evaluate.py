@@ -502,13 +502,14 @@ def markdown(report, plot_files=()):
         f"{report['shift']} shifts; random shifts in [0, {report['max_shift']}) px, "
         f"{report['samples']} per image (pairs for consistency), on "
         f"{report['images']} images; variation, stability and equivariance on "
-        f"{report['detail_images']} images. Equivariance: mean cosine distance "
-        "between shift(F(x)) and F(shift(x)) over the layers and the circular "
-        f"shifts in [0, {report['max_shift']}]^2 (0 is exactly equivariant); "
-        "output: the same for the model's output (0 is exactly invariant).",
+        f"{report['detail_images']} images. Mean layer distance: cosine distance "
+        "between shift(F(x)) and F(shift(x)), averaged over the measured layers and "
+        f"the circular shifts in [0, {report['max_shift']}]^2 (0: exactly "
+        "equivariant); output distance: the same for the model's output (0: "
+        "exactly invariant).",
         "",
         "| model | parameters | accuracy | shifted accuracy | consistency | "
-        "variation | stability (mean P at max shift) | equivariance | "
+        "variation | stability (mean P at max shift) | mean layer distance | "
         "output distance | seconds |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -518,8 +519,8 @@ def markdown(report, plot_files=()):
             f"| {entry['name']} | {entry['parameters']:,} | {entry['accuracy']:.4f} "
             f"| {entry['shifted_accuracy']:.4f} | {entry['consistency']:.4f} | "
             f"{entry['variation']:.2e} | {entry['stability']['mean'][-1]:.4f} | "
-            f"{np.mean([layer['mean'] for layer in layers]):.4f} | "
-            f"{layers[-1]['mean']:.4f} | {entry['seconds']} |"
+            f"{np.mean([layer['mean'] for layer in layers]):.3g} | "
+            f"{layers[-1]['mean']:.3g} | {entry['seconds']} |"
         )
     lines += [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in plot_files]
     return "\n".join(lines) + "\n"
