@@ -274,7 +274,7 @@ def run_export(args):
     import os
 
     from keras_shiftinv.export import export_for_serving
-    from keras_shiftinv.saving import load_model
+    from keras_shiftinv.models import load_model
 
     path = export_for_serving(
         load_model(args.model),

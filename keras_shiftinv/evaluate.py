@@ -56,9 +56,13 @@ import tensorflow as tf
 
 from keras_shiftinv import data as data_lib
 from keras_shiftinv import metrics, plots
-from keras_shiftinv.export import outputs_probabilities
 from keras_shiftinv.layers.utils import standardize_choice, standardize_int
-from keras_shiftinv.saving import load_model
+from keras_shiftinv.models import (
+    is_functional,
+    load_model,
+    outputs_probabilities,
+    producer,
+)
 
 # Individual images whose stability curves are kept in the report and drawn.
 STABILITY_CURVES = 8
@@ -71,22 +75,14 @@ _TAP_TYPES = (
 )
 
 
-def _is_functional(layer):
-    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
-
-
-def _producer(tensor):
-    return tensor._keras_history.operation
-
-
 def _taps(model):
     """(layer name, output tensor in `model`'s graph) of the measured layers."""
-    outputs = {id(_producer(t)) for t in model.outputs}
+    outputs = {id(producer(t)) for t in model.outputs}
     taps = []
     for layer in model.layers:
         if len(layer._inbound_nodes) != 1:
             continue  # an input layer, or a shared layer with one output per call
-        if _is_functional(layer):
+        if is_functional(layer):
             inner = _taps(layer)
             node_inputs = layer._inbound_nodes[0].input_tensors
             sub = keras.Model(layer.inputs, [t for _, t in inner])

@@ -14,31 +14,9 @@ import keras
 import tensorflow as tf
 
 from keras_shiftinv.layers.utils import standardize_int
+from keras_shiftinv.models import outputs_probabilities
 
 SIGNATURE_NAME = "serving_default"
-# Layers that pass their input through unchanged, maybe cast (a float32 output layer
-# under mixed precision): the activation that matters is the one before them.
-_PASS_THROUGH = (keras.layers.Activation, keras.layers.Identity)
-
-
-def _activation_name(layer):
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    return getattr(getattr(layer, "activation", None), "__name__", None)
-
-
-def outputs_probabilities(model):
-    """Whether `model`'s output ends in a softmax (True), is linear logits (False),
-    or cannot be told from its last layers (None)."""
-    layer = model.outputs[0]._keras_history.operation
-    while True:
-        name = _activation_name(layer)
-        if name == "softmax":
-            return True
-        if isinstance(layer, _PASS_THROUGH) and name in (None, "linear"):
-            layer = layer.input._keras_history.operation
-            continue
-        return False if name == "linear" else None
 
 
 def _single_io(model):

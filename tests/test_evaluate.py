@@ -86,11 +86,11 @@ def run_cli(argv, capsys):
     return status, capsys.readouterr()
 
 
-@pytest.fixture(scope="module")
-def report_dir(tmp_path_factory):
+def test_report_on_two_models(tmp_path):
+    """One evaluation (the expensive part) checked from several sides."""
     from keras_shiftinv.cli import main
 
-    root = tmp_path_factory.mktemp("evaluate")
+    root = tmp_path
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     write_idx(root / "data", random_images(IMAGES, SIZE), rng.integers(0, 10, IMAGES))
@@ -103,11 +103,14 @@ def report_dir(tmp_path_factory):
     argv += ["--images", str(IMAGES), "--detail-images", str(DETAIL)]
     argv += ["--batch-size", "16", "--out", str(root / "report"), "--verbose", "0"]
     assert main(argv) == 0
-    return root / "report"
+    report = json.loads((root / "report" / "report.json").read_text())
+    check_fields(report, (root / "report" / "report.md").read_text())
+    check_plots(root / "report")
+    check_equivariant(report["models"][0])
+    check_strided(report["models"][1])
 
 
-def test_report_fields_in_range(report_dir):
-    report = json.loads((report_dir / "report.json").read_text())
+def check_fields(report, markdown):
     assert report["shift"] == "circular" and report["max_shift"] == MAX_SHIFT
     assert (report["images"], report["detail_images"]) == (IMAGES, DETAIL)
     assert [m["name"] for m in report["models"]] == ["equivariant", "strided"]
@@ -129,11 +132,10 @@ def test_report_fields_in_range(report_dir):
             assert ((grid >= 0) & (grid <= 2)).all()
             assert grid[0, 0] == pytest.approx(0, abs=1e-6)
             assert layer["mean"] == pytest.approx(grid.mean())
-    markdown = (report_dir / "report.md").read_text()
     assert "| equivariant |" in markdown and "| strided |" in markdown
 
 
-def test_plots_written(report_dir):
+def check_plots(report_dir):
     names = ["stability", "equivariance_layers", "consistency_accuracy"]
     names += ["equivariance_equivariant", "equivariance_strided"]
     for name in names:
@@ -141,9 +143,7 @@ def test_plots_written(report_dir):
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000, name
 
 
-def test_equivariant_stack_scores_zero(report_dir):
-    report = json.loads((report_dir / "report.json").read_text())
-    entry = report["models"][0]
+def check_equivariant(entry):
     layers = entry["equivariance"]
     assert [layer["stride"] for layer in layers[:2]] == [[1, 1], [1, 1]]
     for layer in layers:
@@ -157,9 +157,9 @@ def test_equivariant_stack_scores_zero(report_dir):
     )
 
 
-def test_strided_layers_equivariant_only_at_multiples_of_their_stride(report_dir):
-    report = json.loads((report_dir / "report.json").read_text())
-    layers = {layer["name"]: layer for layer in report["models"][1]["equivariance"]}
+def check_strided(entry):
+    """Exactly equivariant at shifts that are multiples of a layer's stride only."""
+    layers = {layer["name"]: layer for layer in entry["equivariance"]}
     pool = layers["average_pooling2d"]
     assert pool["stride"] == [2, 2] and layers["max_pooling2d"]["stride"] == [4, 4]
     for layer in (pool, layers["max_pooling2d"]):
@@ -169,7 +169,7 @@ def test_strided_layers_equivariant_only_at_multiples_of_their_stride(report_dir
         assert grid[1, 1] > 1e-3 and layer["mean"] > 1e-3
         assert layer["mean_divisible"] == pytest.approx(0, abs=1e-5)
     # Logits get a softmax: the last measured layer is the added one.
-    assert report["models"][1]["equivariance"][-1]["shape"] == [CLASSES]
+    assert entry["equivariance"][-1]["shape"] == [CLASSES]
 
 
 def test_nested_model_is_measured_inside():
@@ -188,19 +188,21 @@ def test_nested_model_is_measured_inside():
         np.testing.assert_allclose(a["distance"], b["distance"], atol=1e-5)
 
 
-def test_cli_errors(report_dir, tmp_path, capsys):
-    root = report_dir.parent
+def test_cli_errors(tmp_path, capsys):
+    strided_model().save(tmp_path / "strided.keras")
+    model = str(tmp_path / "strided.keras")
+    write_idx(tmp_path / "data", random_images(4, SIZE), np.zeros(4, np.int64))
     common = ["--dataset", "mnist", "--out", str(tmp_path / "out"), "--verbose", "0"]
     notes = tmp_path / "notes.txt"
     notes.write_text("not a model")
     status, output = run_cli(
-        ["evaluate", "--model", str(notes), "--data-dir", str(root / "data")] + common,
+        ["evaluate", "--model", str(notes), "--data-dir", str(tmp_path / "data")]
+        + common,
         capsys,
     )
     assert status == 2 and "is not a Keras model file" in output.err
 
     write_idx(tmp_path / "small", random_images(4, 12), np.zeros(4, np.int64))
-    model = str(root / "strided.keras")
     status, output = run_cli(
         ["evaluate", "--model", model, "--data-dir", str(tmp_path / "small")] + common,
         capsys,

@@ -58,26 +58,27 @@ SERVING_SCRIPT = textwrap.dedent(
 
 
 def tiny_model(activation="softmax"):
-    """Raw pixels in [0, 255] -> classes, through both custom pooling layers."""
+    """Raw pixels in [0, 255] -> classes, built as the train command builds its
+    models: a Rescaling layer, then a network (a nested functional model) with both
+    custom pooling layers, logits and a float32 output activation."""
     keras.utils.set_random_seed(0)
-    inputs = keras.Input(SHAPE)
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    image = keras.Input(SHAPE)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(image)
     x = MaxBlurPool2D(filt_size=3)(x)
     x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(x)
     x = BlurPool2D(filt_size=4)(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(CLASSES, activation=activation)(x)
-    model = keras.Model(inputs, outputs)
+    features = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(CLASSES, name="logits")
+    outputs = keras.layers.Activation(activation, dtype="float32")(dense(features))
+    network = keras.Model(image, outputs, name="network")
     # Logits of the centred features, scaled up: the predicted class then varies
     # between images (with the random initial weights it is the same for all).
-    features = keras.Model(inputs, x).predict(
-        images(16, 99).astype("float32"), verbose=0
-    )
-    kernel = np.random.default_rng(0).standard_normal((features.shape[1], CLASSES))
-    kernel *= 10 / features.std()
-    model.layers[-1].set_weights([kernel, -features.mean(0) @ kernel])
-    return model
+    f = keras.Model(image, features).predict(images(16, 99) / 255, verbose=0)
+    kernel = np.random.default_rng(0).standard_normal((f.shape[1], CLASSES))
+    kernel *= 10 / f.std()
+    dense.set_weights([kernel, -f.mean(0) @ kernel])
+    inputs = keras.Input(SHAPE)
+    return keras.Model(inputs, network(keras.layers.Rescaling(1 / 255)(inputs)))
 
 
 def images(batch, seed):
@@ -191,7 +192,7 @@ def test_logits_get_a_softmax(tmp_path):
 
     from keras_shiftinv.export import export_for_serving
 
-    model = tiny_model(activation=None)
+    model = tiny_model(activation="linear")
     path = export_for_serving(model, tmp_path / "m")
     batch = images(5, 3)
     served = tf.saved_model.load(path).signatures["serving_default"](
@@ -203,7 +204,7 @@ def test_logits_get_a_softmax(tmp_path):
 
 
 def test_load_model_rejects_non_keras_files(tmp_path):
-    from keras_shiftinv.saving import load_model
+    from keras_shiftinv.models import load_model
 
     text = tmp_path / "notes.txt"
     text.write_text("not a model")

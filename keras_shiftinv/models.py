@@ -1,4 +1,4 @@
-"""Loading saved Keras models with a clear error for anything else."""
+"""Saved Keras models: loading them with clear errors, reading their structure."""
 
 import importlib.util
 import os
@@ -55,3 +55,44 @@ def load_model(path, compile=False):
     if not isinstance(model, keras.Model):
         raise _not_a_model(path, f"it holds a {type(model).__name__}, not a model")
     return model
+
+
+def is_functional(layer):
+    """Whether `layer` is a functional model (a graph of layers that can be read)."""
+    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
+
+
+def producer(tensor):
+    """The layer whose output `tensor` (a symbolic tensor of a model) is."""
+    return tensor._keras_history.operation
+
+
+# Layers that pass their input through unchanged, maybe cast (a float32 output layer
+# under mixed precision): the activation that matters is the one before them.
+_PASS_THROUGH = (keras.layers.Activation, keras.layers.Identity)
+
+
+def _activation_name(layer):
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    return getattr(getattr(layer, "activation", None), "__name__", None)
+
+
+def outputs_probabilities(model):
+    """Whether `model`'s output ends in a softmax (True), is linear logits (False),
+    or cannot be told from its last layers (None).
+
+    Looks through pass-through layers (a linear `Activation`, `Identity`) and into
+    nested functional models (a zoo network behind a Rescaling layer)."""
+    layer = producer(model.outputs[0])
+    while True:
+        if is_functional(layer):
+            layer = producer(layer.outputs[0])
+            continue
+        name = _activation_name(layer)
+        if name == "softmax":
+            return True
+        if isinstance(layer, _PASS_THROUGH) and name in (None, "linear"):
+            layer = producer(layer.input)
+            continue
+        return False if name == "linear" else None
