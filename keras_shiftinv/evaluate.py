@@ -127,7 +127,8 @@ def _cosine_distance(a, b):
 
 def _batched(images, batch_size):
     if isinstance(images, tf.data.Dataset):
-        if images.element_spec[0].shape.rank == 3:
+        spec = images.element_spec
+        if (spec[0] if isinstance(spec, tuple) else spec).shape.rank == 3:
             images = images.batch(batch_size)
         return images.map(lambda x, *_: tf.cast(x, tf.float32))
     images = np.asarray(images, np.float32)
