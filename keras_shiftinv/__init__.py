@@ -5,7 +5,15 @@ import importlib
 __version__ = "0.1.0"
 
 from keras_shiftinv import layers, ops  # noqa: E402
-from keras_shiftinv.layers import BlurPool2D, MaxBlurPool2D  # noqa: E402
+from keras_shiftinv.layers import (  # noqa: E402
+    BlurPool2D,
+    CircularPadding2D,
+    MaxBlurPool2D,
+    OffsetSubsample,
+    PolyphaseDown2D,
+    PolyphaseGather2D,
+    ShiftInvariantDown,
+)
 
 # These need TensorFlow (tf.data, tf.distribute, SavedModel): they are imported on
 # first use, so `import keras_shiftinv` stays light on the JAX backend.
@@ -18,4 +26,15 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_shiftinv' has no attribute {name!r}")
 
 
-__all__ = ["BlurPool2D", "MaxBlurPool2D", "layers", "ops", "__version__"]
+__all__ = [
+    "BlurPool2D",
+    "MaxBlurPool2D",
+    "CircularPadding2D",
+    "OffsetSubsample",
+    "PolyphaseDown2D",
+    "PolyphaseGather2D",
+    "ShiftInvariantDown",
+    "layers",
+    "ops",
+    "__version__",
+]
