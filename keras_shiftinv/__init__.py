@@ -3,6 +3,14 @@
 __version__ = "0.1.0"
 
 from keras_shiftinv import layers, ops  # noqa: E402
+from keras_shiftinv.convert import antialias  # noqa: E402
 from keras_shiftinv.layers import BlurPool2D, MaxBlurPool2D  # noqa: E402
 
-__all__ = ["BlurPool2D", "MaxBlurPool2D", "layers", "ops", "__version__"]
+__all__ = [
+    "BlurPool2D",
+    "MaxBlurPool2D",
+    "antialias",
+    "layers",
+    "ops",
+    "__version__",
+]
