@@ -91,8 +91,9 @@ def antialias(
       `Dropout`) that are the sole consumers of its output, as in ResNet and
       MobileNet (conv, batch norm, ReLU, blur). With no nonlinearity in that chain
       (a projection shortcut: conv, batch norm, add) a 1x1 conv is blurred on its
-      input, as in Zhang's ResNets (the same function at a quarter of the cost, as
-      a 1x1 conv commutes with a per-channel blur), and a larger one on its output.
+      input, as in Zhang's ResNets (a 1x1 conv commutes with a per-channel blur,
+      up to the bias at the border with pad_mode "zero", so this is the same
+      function at a quarter of the conv's cost), and a larger one on its output.
     - a strided `MaxPooling2D` becomes `MaxBlurPool2D` (its padding "valid"), or a
       stride-1 `MaxPooling2D` with padding "same" then `BlurPool2D`.
     - a strided `AveragePooling2D` becomes the same pooling at stride 1, then
@@ -113,11 +114,11 @@ def antialias(
       blur.
     - "group" / "conv3d": a strided `Conv2D` (groups 1, square kernel) becomes a
       `ShiftInvariantDown(filters, branch=method, kernel_size, strides,
-      polyphase_order, pad_mode)` followed by the conv's activation; a "valid" one
-      with a kernel k > 1 is first cropped by k - 1 rows and columns so its output
-      shape is kept. Strided pooling runs at stride 1 and is followed by a
-      `ShiftInvariantDown` with as many filters as channels (the dense pool of the
-      seed paper). These modules have new weights: train the model.
+      polyphase_order, pad_mode)` followed by the conv's activation, and a strided
+      pool a `ShiftInvariantDown` with as many filters as channels and kernel size
+      3 (as in the seed paper's ResNet-18 and the zoo). A "valid" layer with a
+      window k > 1 is cropped by k - 1 rows and columns first, so its output shape
+      is kept. These modules have new weights: train the model.
       `DepthwiseConv2D` and `SeparableConv2D` have no such module and are
       unsupported.
 
@@ -159,6 +160,8 @@ def antialias(
         - [Chaman and Dokmanic, Truly Shift-Invariant Convolutional Neural
           Networks, CVPR 2021](https://arxiv.org/abs/2011.14214)
     """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"antialias() takes a keras.Model. Received: model={model!r}")
     converter = _Converter(
         method=standardize_choice(method, "method", METHODS),
         filt_size=standardize_int(filt_size, "filt_size"),
@@ -522,8 +525,8 @@ class _Converter:
 
     def _replacement(self, layer, strides):
         dtype = layer.dtype_policy
-        if self.method in ("group", "conv3d") and isinstance(layer, _CONVS):
-            return self._shift_invariant_conv(layer, strides)
+        if self.method in ("group", "conv3d"):
+            return self._shift_invariant_down(layer, strides)
         if (
             self.method == "blur"
             and isinstance(layer, keras.layers.MaxPooling2D)
@@ -545,16 +548,26 @@ class _Converter:
             subsample=True,
         )
 
-    def _shift_invariant_conv(self, layer, strides):
+    def _shift_invariant_down(self, layer, strides):
+        """ShiftInvariantDown for a strided conv (its filters, kernel size, bias
+        and activation) or pool (as many filters as channels, kernel size 3)."""
+        if isinstance(layer, _POOLS):
+            window = layer.pool_size
+            filters = layer.input.shape[channel_axis(layer.data_format)]
+            kernel_size, use_bias, regularizer = 3, True, None
+            activation = keras.activations.linear
+        else:
+            window = layer.kernel_size
+            filters, kernel_size = layer.filters, layer.kernel_size[0]
+            use_bias, regularizer = layer.use_bias, layer.kernel_regularizer
+            activation = layer.activation
         new = []
-        size = layer.kernel_size[0]
-        if layer.padding == "valid" and size > 1:
-            # ShiftInvariantDown keeps ceil(size / stride); cropping k - 1 rows
-            # and columns first gives the valid conv's floor((size - k) / s) + 1.
-            crop = ((size - 1) // 2, size // 2)
+        if layer.padding == "valid" and max(window) > 1:
+            # ShiftInvariantDown keeps ceil(size / s) rows; cropping k - 1 first
+            # gives the valid layer's floor((size - k) / s) + 1.
             new.append(
                 keras.layers.Cropping2D(
-                    (crop, crop),
+                    tuple(((k - 1) // 2, k // 2) for k in window),
                     data_format=layer.data_format,
                     name=self._fresh_name(f"{layer.name}_crop"),
                     dtype=layer.dtype_policy,
@@ -562,23 +575,23 @@ class _Converter:
             )
         new.append(
             si_layers.ShiftInvariantDown(
-                layer.filters,
+                filters,
                 branch=self.method,
-                kernel_size=size,
+                kernel_size=kernel_size,
                 strides=strides,
                 polyphase_order=self.polyphase_order,
                 pad_mode=self.pad_mode,
-                use_bias=layer.use_bias,
-                kernel_regularizer=layer.kernel_regularizer,
+                use_bias=use_bias,
+                kernel_regularizer=regularizer,
                 data_format=layer.data_format,
                 name=layer.name,
                 dtype=layer.dtype_policy,
             )
         )
-        if not _is_linear(layer.activation):
+        if not _is_linear(activation):
             new.append(
                 keras.layers.Activation(
-                    layer.activation,
+                    activation,
                     name=self._fresh_name(f"{layer.name}_activation"),
                     dtype=layer.dtype_policy,
                 )
@@ -637,20 +650,6 @@ class _Converter:
             new = [
                 self._subsampler(
                     source, "blurpool", si_layers.BlurPool2D, strides=strides, **blur
-                )
-            ]
-            y = _call_new(new[0], source, x)
-        elif self.method != "aps":
-            new = [
-                self._subsampler(
-                    source,
-                    "shiftinvdown",
-                    si_layers.ShiftInvariantDown,
-                    filters=x.shape[channel_axis(source.data_format)],
-                    branch=self.method,
-                    strides=strides,
-                    polyphase_order=self.polyphase_order,
-                    pad_mode=self.pad_mode,
                 )
             ]
             y = _call_new(new[0], source, x)

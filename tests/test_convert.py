@@ -227,7 +227,7 @@ def test_blur_conversion_is_more_shift_consistent():
     for seed in range(3):
         model = _tiny_strided_cnn(seed)
         new = antialias(model, pad_mode="circular")
-        assert _shift_change(new, x) < 0.5 * _shift_change(model, x), seed
+        assert _shift_change(new, x) < 0.3 * _shift_change(model, x), seed
 
 
 @pytest.mark.parametrize(
