@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+import zoo
 from keras_shiftinv import BlurPool2D, MaxBlurPool2D, antialias
 
 L = keras.layers
@@ -39,6 +40,15 @@ def _assert_weights_copied(original, converted):
             np.testing.assert_array_equal(a, b, err_msg=name)
         compared += 1
     return compared
+
+
+def _copy_weights_by_name(source, target):
+    """Sets every layer of `target` that has weights from its namesake in
+    `source`; returns `target`."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return target
 
 
 def _producer(layer):
@@ -332,3 +342,40 @@ def test_bad_arguments():
         antialias(depthwise, method="group")
     assert isinstance(antialias(depthwise).get_layer("dw_blurpool"), BlurPool2D)
     assert isinstance(antialias(_small_sequential()).layers[2], MaxBlurPool2D)
+
+
+ZOO_SMALL = {
+    "resnet18": {"input_shape": (64, 64, 3)},
+    "vgg11": {"input_shape": (32, 32, 3)},
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=() if name in ZOO_SMALL else pytest.mark.slow)
+        for name in zoo.list_models()
+    ],
+)
+def test_zoo_baseline_converts_to_the_zoo_blur_variant(name):
+    """antialias() of a zoo baseline computes what the zoo's own "blur" variant
+    computes (built independently), once the baseline's weights are in both."""
+    options = dict(num_classes=10, width_multiplier=0.25, padding="zero")
+    options.update(ZOO_SMALL.get(name, {"input_shape": (32, 32, 3)}))
+    baseline = zoo.create_model(name, **options)
+    reference = zoo.create_model(name, variant="blur", **options)
+    stem = [
+        layer.name
+        for layer in baseline.layers
+        if isinstance(layer, L.Conv2D) and layer.strides == (2, 2)
+    ]
+    # The zoo keeps the ImageNet stem conv strided; so must the conversion.
+    exclude = stem[:1] if name.startswith("resnet") else []
+    new = antialias(baseline, pad_mode="zero", exclude=exclude)
+    assert new.count_params() == baseline.count_params() == reference.count_params()
+    assert _assert_weights_copied(baseline, new) > 0
+    _assert_weights_copied(baseline, _copy_weights_by_name(baseline, reference))
+    x = 255 * np.random.default_rng(0).random((2, *options["input_shape"]))
+    np.testing.assert_allclose(
+        _numpy(new(x)), _numpy(reference(x)), rtol=1e-4, atol=1e-6
+    )
