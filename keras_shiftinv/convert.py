@@ -144,8 +144,9 @@ def antialias(
         verbose: print the changes.
 
     Returns:
-        The new model (functional, or Sequential for a Sequential model; not
-        compiled), or `(model, report)` with `return_report=True`.
+        The new model (functional, or Sequential for a Sequential model;
+        compiled as the input model was, with a new optimizer), or
+        `(model, report)` with `return_report=True`.
 
     Example:
 
@@ -177,6 +178,8 @@ def antialias(
     )
     new_model = converter.convert_model(model, prefix="")
     converter.copy_weights()
+    if model.compiled:
+        new_model.compile_from_config(model.get_compile_config())
     if verbose:
         for change in converter.report:
             print(change)

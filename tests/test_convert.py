@@ -379,3 +379,12 @@ def test_zoo_baseline_converts_to_the_zoo_blur_variant(name):
     np.testing.assert_allclose(
         _numpy(new(x)), _numpy(reference(x)), rtol=1e-4, atol=1e-6
     )
+
+
+def test_compiled_model_stays_compiled():
+    model = _small_sequential()
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    new = antialias(model)
+    x, y = _random((4, 32, 32, 3)), _random((4, 3), 1)
+    assert set(new.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", "mae"}
+    assert not antialias(_small_sequential()).compiled
