@@ -269,7 +269,7 @@ def _shift_invariant_down_misfit(conv):
 
 
 def _call_new(layer, source, *args, **kwargs):
-    """Calls a layer of the new model; a failure names the original layer."""
+    """Calls a layer put in for `source`; a failure names `source`."""
     try:
         return layer(*args, **kwargs)
     except ValueError as error:
@@ -442,20 +442,20 @@ class _Converter:
         if not _is_layer(op):
             # A keras.ops operation of the graph: stateless, so it can be shared.
             return op(*args, **kwargs)
-        if _is_graph_model(op):
-            new_layers = (self.convert_model(op, f"{state.prefix}{op.name}/"),)
-        else:
-            rewrite = self._rewrite(op, state.prefix)
-            if rewrite is None:
-                new_layers = (self._clone(op),)
+        rewrite = None if _is_graph_model(op) else self._rewrite(op, state.prefix)
+        if rewrite is None:
+            if _is_graph_model(op):
+                new = self.convert_model(op, f"{state.prefix}{op.name}/")
             else:
-                new_layers = rewrite.layers
-                if not rewrite.subsample:
-                    self._record(op, state.prefix, rewrite.action, new_layers)
-        outputs = _call_new(new_layers[0], op, *args, **kwargs)
-        for layer in new_layers[1:]:
+                new = self._clone(op)
+            state.called.append(new)
+            return new(*args, **kwargs)
+        if not rewrite.subsample:
+            self._record(op, state.prefix, rewrite.action, rewrite.layers)
+        outputs = _call_new(rewrite.layers[0], op, *args, **kwargs)
+        for layer in rewrite.layers[1:]:
             outputs = _call_new(layer, op, outputs)
-        state.called.extend(new_layers)
+        state.called.extend(rewrite.layers)
         return outputs
 
     def _record(self, layer, prefix, action, new_layers=()):

@@ -121,6 +121,12 @@ def test_sequential_rules_shapes_and_weights():
         assert new.get_layer(name).strides == (1, 1)
     assert [change.layer for change in report] == ["c1", "p1", "c2", "p2"]
     assert np.isfinite(_numpy(new(_random((2, 32, 32, 3))))).all()
+    # Converting again changes nothing: the new layers are already antialiased.
+    again, report = antialias(new, return_report=True)
+    assert report == []
+    assert [type(layer) for layer in again.layers] == [
+        type(layer) for layer in new.layers
+    ]
 
 
 def test_functional_graph_shared_and_nested_layers():
