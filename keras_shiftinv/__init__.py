@@ -6,7 +6,15 @@ __version__ = "0.1.0"
 
 from keras_shiftinv import layers, ops  # noqa: E402
 from keras_shiftinv.convert import antialias  # noqa: E402
-from keras_shiftinv.layers import BlurPool2D, MaxBlurPool2D  # noqa: E402
+from keras_shiftinv.layers import (  # noqa: E402
+    BlurPool2D,
+    CircularPadding2D,
+    MaxBlurPool2D,
+    OffsetSubsample,
+    PolyphaseDown2D,
+    PolyphaseGather2D,
+    ShiftInvariantDown,
+)
 
 # These need TensorFlow (tf.data, tf.distribute, SavedModel): they are imported on
 # first use, so `import keras_shiftinv` stays light on the JAX backend.
@@ -22,6 +30,11 @@ def __getattr__(name):
 __all__ = [
     "BlurPool2D",
     "MaxBlurPool2D",
+    "CircularPadding2D",
+    "OffsetSubsample",
+    "PolyphaseDown2D",
+    "PolyphaseGather2D",
+    "ShiftInvariantDown",
     "antialias",
     "layers",
     "ops",
