@@ -35,8 +35,9 @@ _NONLINEAR = (
     keras.layers.ELU,
     keras.layers.Softmax,
 )
-# Layers that act on each pixel on its own: a blur commutes with them up to the
-# nonlinearity, so the subsampling of a linear strided conv may move past them.
+_PADDINGS = (keras.layers.ZeroPadding2D, si_layers.CircularPadding2D)
+# Layers that act on each pixel on its own: the subsampling of a linear strided conv
+# moves past them to the first nonlinearity, where Zhang puts the blur.
 _PER_PIXEL = _NONLINEAR + (
     keras.layers.Activation,
     keras.layers.BatchNormalization,
@@ -69,7 +70,7 @@ def antialias(
     model,
     method="blur",
     filt_size=4,
-    pad_mode="reflect",
+    pad_mode=None,
     polyphase_order="fixed",
     exclude=(),
     on_unsupported="raise",
@@ -108,10 +109,13 @@ def antialias(
 
     - "aps": `PolyphaseDown2D(strides, filt_size=filt_size, pad_mode=pad_mode)`
       (adaptive polyphase sampling, Chaman and Dokmanic 2021). Strided layers that
-      read the same tensor with the same strides (a residual block and its
-      shortcut) share the chosen polyphase component: the first one to subsample
-      chooses it, the others sample it with `PolyphaseGather2D`, after the same
-      blur.
+      read the same tensor (directly or through `ZeroPadding2D` /
+      `CircularPadding2D`) with the same strides, like a residual block and its
+      shortcut, share the chosen polyphase component: the first one to subsample
+      chooses it, the others sample it with `PolyphaseGather2D` after the same
+      blur. With circular padding everywhere (`CircularPadding2D` before "valid"
+      layers, `pad_mode="circular"`) the converted model is then exactly
+      invariant to circular shifts by any number of pixels.
     - "group" / "conv3d": a strided `Conv2D` (groups 1, square kernel) becomes a
       `ShiftInvariantDown(filters, branch=method, kernel_size, strides,
       polyphase_order, pad_mode)` followed by the conv's activation, and a strided
@@ -135,8 +139,10 @@ def antialias(
         method: "blur", "aps", "group" or "conv3d".
         filt_size: blur taps per axis for "blur" and "aps" (see `BlurPool2D`);
             1 is plain subsampling ("aps" without a low-pass filter).
-        pad_mode: border mode of the inserted layers: "reflect", "replicate",
-            "zero" or "circular".
+        pad_mode: border mode of the inserted layers. "blur" and "aps": the
+            blur's, "reflect" (default), "replicate", "zero" or "circular";
+            "group" and "conv3d": `ShiftInvariantDown`'s, "zero" (default) or
+            "circular".
         polyphase_order: "fixed" or "aps", passed to `ShiftInvariantDown`.
         exclude: names of layers to keep as they are (for instance the stem conv).
         on_unsupported: "raise" or "warn" (keep the layer, warn).
@@ -163,10 +169,16 @@ def antialias(
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"antialias() takes a keras.Model. Received: model={model!r}")
+    method = standardize_choice(method, "method", METHODS)
+    blurs = method in ("blur", "aps")
+    if pad_mode is None:
+        pad_mode = "reflect" if blurs else "zero"
     converter = _Converter(
-        method=standardize_choice(method, "method", METHODS),
+        method=method,
         filt_size=standardize_int(filt_size, "filt_size"),
-        pad_mode=standardize_choice(pad_mode, "pad_mode", PAD_MODES),
+        pad_mode=standardize_choice(
+            pad_mode, "pad_mode", PAD_MODES if blurs else ("zero", "circular")
+        ),
         polyphase_order=standardize_choice(
             polyphase_order, "polyphase_order", ("fixed", "aps")
         ),
@@ -250,6 +262,16 @@ def _nonlinearity_after(node, consumers, model_outputs):
             return None
         if _is_nonlinear_layer(node.operation):
             return node
+
+
+def _unpadded(x):
+    """The tensor that padding layers turned into `x` (or `x`): strided layers
+    reading the same unpadded tensor subsample the same grid."""
+    while True:
+        layer, node_index, _ = x._keras_history
+        if not isinstance(layer, _PADDINGS):
+            return x
+        x = layer._inbound_nodes[node_index].input_tensors[0]
 
 
 def _shift_invariant_down_misfit(conv):
@@ -425,7 +447,7 @@ class _Converter:
                     where = "before it (a linear 1x1 conv commutes with it)"
                 else:
                     anchor = node
-            tie = (id(node.input_tensors[0]), _strides(layer))
+            tie = (id(_unpadded(node.input_tensors[0])), _strides(layer))
             anchored.append((anchor, _Subsample(layer, node, where, tie)))
         ties = collections.Counter(spec.tie for _, spec in anchored)
         before, after = {}, collections.defaultdict(list)
@@ -487,7 +509,7 @@ class _Converter:
         if reason:
             message = (
                 f"antialias(method={self.method!r}) cannot convert layer "
-                f"{prefix}{layer.name!r} ({type(layer).__name__}): {reason}. Pass "
+                f"{prefix + layer.name!r} ({type(layer).__name__}): {reason}. Pass "
                 f"exclude=[{layer.name!r}] or on_unsupported='warn' to keep it as "
                 "it is."
             )

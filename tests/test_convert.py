@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 
 import zoo
-from keras_shiftinv import BlurPool2D, MaxBlurPool2D, antialias
+from keras_shiftinv import (
+    BlurPool2D,
+    CircularPadding2D,
+    MaxBlurPool2D,
+    PolyphaseGather2D,
+    ShiftInvariantDown,
+    antialias,
+)
 
 L = keras.layers
 
@@ -258,19 +265,28 @@ def test_keras_applications(name, size, kwargs, changes):
     model = getattr(keras.applications, name)(
         weights=None, input_shape=(size, size, 3), classes=10, **kwargs
     )
+    x = _random((2, size, size, 3))
     new, report = antialias(model, return_report=True)
-    assert new.output_shape == model.output_shape == (None, 10)
     assert len(report) == changes
     assert _assert_weights_copied(model, new) == sum(
         1 for layer in model.layers if layer.weights
     )
-    # Residual additions still see equal shapes: the stages kept their sizes.
-    for layer in model.layers:
-        if isinstance(layer, L.Add):
-            assert new.get_layer(layer.name).output.shape == layer.output.shape
-    y = _numpy(new(_random((2, size, size, 3))))
-    assert np.isfinite(y).all()
-    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+    for method in ("blur", "aps", "group"):
+        if method != "blur":
+            if name == "MobileNetV2" and method == "group":
+                with pytest.raises(ValueError, match=r"\(DepthwiseConv2D\)"):
+                    antialias(model, method=method)
+                continue
+            new = antialias(model, method=method)
+        assert new.output_shape == model.output_shape == (None, 10)
+        # Residual additions still see equal shapes: every stage kept its size
+        # (ResNet50's stem pads, then convolves and pools "valid" with stride 2).
+        for layer in model.layers:
+            if isinstance(layer, L.Add):
+                assert new.get_layer(layer.name).output.shape == layer.output.shape
+        y = _numpy(new(x))
+        assert np.isfinite(y).all()
+        np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_exclude_keeps_a_layer():
@@ -327,6 +343,13 @@ class _Subclassed(keras.Model):
 def test_unreachable_and_subclassed_models():
     with pytest.raises(ValueError, match=r"'holder' \(_Holder\): it holds the strided"):
         antialias(_with(_Holder(name="holder"), (8, 8, 3)))
+    inner_in = keras.Input((8, 8, 3))
+    inner = keras.Model(
+        inner_in, L.Conv2DTranspose(2, 3, strides=2, name="odd")(inner_in), name="in"
+    )
+    outer_in = keras.Input((8, 8, 3))
+    with pytest.raises(ValueError, match=r"'in/odd' \(Conv2DTranspose\)"):
+        antialias(keras.Model(outer_in, inner(outer_in)))
     subclassed = _Subclassed()
     subclassed(_random((1, 8, 8, 3)))
     with pytest.raises(ValueError, match="subclassed _Subclassed"):
@@ -343,6 +366,8 @@ def test_bad_arguments():
         antialias(model, filt_size=0)
     with pytest.raises(ValueError, match="on_unsupported"):
         antialias(model, on_unsupported="ignore")
+    with pytest.raises(ValueError, match="pad_mode.*'reflect'"):
+        antialias(model, method="group", pad_mode="reflect")
     depthwise = _with(L.DepthwiseConv2D(3, strides=2, name="dw"), (8, 8, 3))
     with pytest.raises(ValueError, match=r"'dw' \(DepthwiseConv2D\).*no Depthwise"):
         antialias(depthwise, method="group")
@@ -394,3 +419,80 @@ def test_compiled_model_stays_compiled():
     x, y = _random((4, 32, 32, 3)), _random((4, 3), 1)
     assert set(new.evaluate(x, y, verbose=0, return_dict=True)) == {"loss", "mae"}
     assert not antialias(_small_sequential()).compiled
+
+
+def _circular_residual_model():
+    """A residual block with a strided conv and a strided 1x1 shortcut, and a
+    strided max pool, every layer padded circularly: converted by "aps" (or
+    ShiftInvariantDown with polyphase_order="aps"), it becomes exactly invariant
+    to circular shifts."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, activation="relu", name="stem")(CircularPadding2D(1)(inputs))
+    h = L.Conv2D(16, 3, strides=2, use_bias=False, name="conv1")(
+        CircularPadding2D(1)(x)
+    )
+    h = L.ReLU(name="relu1")(L.BatchNormalization(name="bn1")(h))
+    h = L.Conv2D(16, 3, name="conv2")(CircularPadding2D(1)(h))
+    shortcut = L.Conv2D(16, 1, strides=2, name="shortcut")(x)
+    y = L.ReLU(name="out")(L.Add(name="add")([h, shortcut]))
+    y = L.MaxPooling2D(2, name="pool")(CircularPadding2D(((0, 1), (0, 1)))(y))
+    y = L.GlobalAveragePooling2D(name="gap")(y)
+    return keras.Model(inputs, L.Dense(5, name="logits")(y))
+
+
+def _circular_shift_error(model, x, shifts=8):
+    """Largest change of the outputs over `shifts` random circular shifts."""
+    y = _numpy(model(x))
+    rng = np.random.default_rng(1)
+    return max(
+        np.abs(_numpy(model(np.roll(x, rng.integers(1, 16, 2), axis=(1, 2)))) - y).max()
+        for _ in range(shifts)
+    )
+
+
+POLYPHASE_METHODS = [
+    ("aps", {}),
+    ("aps", {"filt_size": 1}),
+    ("group", {"polyphase_order": "aps"}),
+    ("conv3d", {"polyphase_order": "aps"}),
+]
+
+
+@pytest.mark.parametrize("method, options", POLYPHASE_METHODS)
+def test_polyphase_methods_make_a_circular_model_exactly_invariant(method, options):
+    model = _circular_residual_model()
+    x = _random((4, 16, 16, 3))
+    new, report = antialias(
+        model, method=method, pad_mode="circular", return_report=True, **options
+    )
+    assert new.output_shape == model.output_shape
+    assert [c.layer for c in report] == ["conv1", "shortcut", "pool"]
+    assert _circular_shift_error(model, x) > 1e-2
+    assert _circular_shift_error(new, x) < 1e-4
+    if method == "aps":
+        # The shortcut samples the polyphase component its block chose.
+        assert any(isinstance(layer, PolyphaseGather2D) for layer in new.layers)
+
+
+@pytest.mark.parametrize("method", ["aps", "group", "conv3d"])
+def test_polyphase_methods_copy_weights_and_train(method):
+    model = _circular_residual_model()
+    new = antialias(model, method=method)
+    replaced = ("conv1", "shortcut", "pool") if method != "aps" else ()
+    for name in replaced:
+        assert isinstance(new.get_layer(name), ShiftInvariantDown)
+    kept = [layer for layer in model.layers if layer.weights]
+    for layer in kept:
+        if layer.name not in replaced:
+            for a, b in zip(
+                layer.get_weights(),
+                new.get_layer(layer.name).get_weights(),
+                strict=True,
+            ):
+                np.testing.assert_array_equal(a, b)
+    new.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = [_numpy(w) for w in new.trainable_weights]
+    new.fit(_random((4, 16, 16, 3)), _random((4, 5), 1), batch_size=4, verbose=0)
+    for w, old in zip(new.trainable_weights, before, strict=True):
+        assert not np.allclose(_numpy(w), old), w.path
