@@ -375,34 +375,41 @@ def test_bad_arguments():
     assert isinstance(antialias(_small_sequential()).layers[2], MaxBlurPool2D)
 
 
-ZOO_SMALL = {
-    "resnet18": {"input_shape": (64, 64, 3)},
-    "vgg11": {"input_shape": (32, 32, 3)},
-}
+def _zoo_cases():
+    """(model, variant, options): the ImageNet stem (blur keeps its conv
+    strided), the CIFAR stem with circular padding ("aps"), every model slow."""
+    fast = {("resnet18", "blur"), ("vgg11", "blur"), ("resnet18", "aps")}
+    for variant in ("blur", "aps"):
+        for name in zoo.list_models():
+            options = dict(num_classes=10, width_multiplier=0.25, padding="zero")
+            if name.startswith("resnet") and variant == "blur":
+                options["input_shape"] = (64, 64, 3)
+            else:
+                options["input_shape"] = (32, 32, 3)
+            if variant == "aps":
+                options["padding"] = "circular"
+                if name.startswith("resnet"):
+                    options["stem"] = "cifar"
+            marks = () if (name, variant) in fast else pytest.mark.slow
+            yield pytest.param(name, variant, options, marks=marks)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=() if name in ZOO_SMALL else pytest.mark.slow)
-        for name in zoo.list_models()
-    ],
-)
-def test_zoo_baseline_converts_to_the_zoo_blur_variant(name):
-    """antialias() of a zoo baseline computes what the zoo's own "blur" variant
-    computes (built independently), once the baseline's weights are in both."""
-    options = dict(num_classes=10, width_multiplier=0.25, padding="zero")
-    options.update(ZOO_SMALL.get(name, {"input_shape": (32, 32, 3)}))
+@pytest.mark.parametrize("name, variant, options", _zoo_cases())
+def test_zoo_baseline_converts_to_the_zoo_variant(name, variant, options):
+    """antialias() of a zoo baseline computes what the zoo's own variant computes
+    (built independently), once the baseline's weights are in both."""
     baseline = zoo.create_model(name, **options)
-    reference = zoo.create_model(name, variant="blur", **options)
-    stem = [
+    reference = zoo.create_model(name, variant=variant, **options)
+    strided_convs = [
         layer.name
         for layer in baseline.layers
         if isinstance(layer, L.Conv2D) and layer.strides == (2, 2)
     ]
-    # The zoo keeps the ImageNet stem conv strided; so must the conversion.
-    exclude = stem[:1] if name.startswith("resnet") else []
-    new = antialias(baseline, pad_mode="zero", exclude=exclude)
+    # The zoo's "blur" keeps the ImageNet stem conv strided; so must the conversion.
+    exclude = strided_convs[:1] if variant == "blur" else []
+    new = antialias(
+        baseline, method=variant, pad_mode=options["padding"], exclude=exclude
+    )
     assert new.count_params() == baseline.count_params() == reference.count_params()
     assert _assert_weights_copied(baseline, new) > 0
     _assert_weights_copied(baseline, _copy_weights_by_name(baseline, reference))
