@@ -289,10 +289,13 @@ def test_keras_applications(name, size, kwargs, changes):
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_exclude_keeps_a_layer():
-    new, report = antialias(_small_sequential(), exclude=["c1"], return_report=True)
+def test_exclude_keeps_a_layer_and_verbose_prints_the_report(capsys):
+    new, report = antialias(
+        _small_sequential(), exclude=["c1"], return_report=True, verbose=True
+    )
     assert new.get_layer("c1").strides == (2, 2)
     assert report[0].action == "kept unchanged (excluded)"
+    assert capsys.readouterr().out.splitlines() == [str(c) for c in report]
     with pytest.raises(ValueError, match="exclude.*'nope'"):
         antialias(_small_sequential(), exclude=["nope"])
 
@@ -503,3 +506,31 @@ def test_polyphase_methods_copy_weights_and_train(method):
     new.fit(_random((4, 16, 16, 3)), _random((4, 5), 1), batch_size=4, verbose=0)
     for w, old in zip(new.trainable_weights, before, strict=True):
         assert not np.allclose(_numpy(w), old), w.path
+
+
+def test_channels_first_matches_channels_last():
+    def build(data_format):
+        keras.utils.set_random_seed(0)
+        shape = (16, 16, 3) if data_format == "channels_last" else (3, 16, 16)
+        options = dict(data_format=data_format)
+        return keras.Sequential(
+            [
+                keras.Input(shape),
+                L.Conv2D(4, 3, strides=2, padding="same", name="c", **options),
+                L.BatchNormalization(axis=-1 if data_format == "channels_last" else 1),
+                L.ReLU(),
+                L.MaxPooling2D(2, **options),
+                L.AveragePooling2D(2, padding="same", **options),
+            ]
+        )
+
+    x = _random((2, 16, 16, 3))
+    for method in ("blur", "aps", "group"):
+        last = antialias(build("channels_last"), method=method)
+        first = antialias(build("channels_first"), method=method)
+        first.set_weights(last.get_weights())
+        np.testing.assert_allclose(
+            _numpy(first(x.transpose(0, 3, 1, 2))).transpose(0, 2, 3, 1),
+            _numpy(last(x)),
+            atol=1e-5,
+        )
