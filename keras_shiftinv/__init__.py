@@ -5,6 +5,7 @@ import importlib
 __version__ = "0.1.0"
 
 from keras_shiftinv import layers, ops  # noqa: E402
+from keras_shiftinv.convert import antialias  # noqa: E402
 from keras_shiftinv.layers import (  # noqa: E402
     BlurPool2D,
     CircularPadding2D,
@@ -17,7 +18,7 @@ from keras_shiftinv.layers import (  # noqa: E402
 
 # These need TensorFlow (tf.data, tf.distribute, SavedModel): they are imported on
 # first use, so `import keras_shiftinv` stays light on the JAX backend.
-_LAZY_SUBMODULES = ("callbacks", "data", "metrics")
+_LAZY_SUBMODULES = ("callbacks", "data", "evaluate", "export", "metrics", "training")
 
 
 def __getattr__(name):
@@ -34,6 +35,7 @@ __all__ = [
     "PolyphaseDown2D",
     "PolyphaseGather2D",
     "ShiftInvariantDown",
+    "antialias",
     "layers",
     "ops",
     "__version__",
