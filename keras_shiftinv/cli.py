@@ -145,7 +145,171 @@ def run_train(args):
     training.train(training.TrainConfig(**options), overwrite=args.overwrite)
 
 
-COMMANDS = [add_train_parser]
+def add_evaluate_parser(subparsers):
+    import inspect
+
+    from keras_shiftinv import evaluate, metrics
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(evaluate.evaluate).parameters.items()
+    }
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="shift-robustness report of saved models",
+        description=(
+            "Accuracy (unshifted and under random shifts), shift consistency, "
+            "classification variation, diagonal-shift stability curves and "
+            "per-layer equivariance of each model. Writes report.json, report.md "
+            "and PNG plots to --out."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="a saved .keras model (e.g. RUN_DIR/best.keras); repeat to compare",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=defaults["dataset"],
+        help="fashion_mnist, mnist, folder (with --data-dir) or a "
+        "tensorflow-datasets name",
+    )
+    parser.add_argument("--data-dir", help="where the data set is")
+    parser.add_argument("--split", default=defaults["split"], help="data split")
+    parser.add_argument(
+        "--shift", default=defaults["shift"], choices=metrics.MODES, help="shift kind"
+    )
+    parser.add_argument(
+        "--max-shift",
+        type=int,
+        default=defaults["max_shift"],
+        help="random shifts in [0, N) px; curves and maps up to N",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=defaults["samples"],
+        help="random shifts (pairs, for consistency) per image",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=defaults["images"],
+        help="images for accuracy and consistency",
+    )
+    parser.add_argument(
+        "--detail-images",
+        type=int,
+        default=defaults["detail_images"],
+        help="images for variation, stability and equivariance",
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="resize images (models trained with it)"
+    )
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"])
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--out", default=defaults["out_dir"], help="report folder")
+    parser.add_argument(
+        "--verbose", type=int, default=defaults["verbose"], choices=(0, 1)
+    )
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args):
+    from keras_shiftinv import evaluate
+
+    report = evaluate.evaluate(
+        args.models,
+        dataset=args.dataset,
+        out_dir=args.out,
+        split=args.split,
+        data_dir=args.data_dir,
+        shift=args.shift,
+        max_shift=args.max_shift,
+        samples=args.samples,
+        images=args.images,
+        detail_images=args.detail_images,
+        image_size=args.image_size,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        verbose=args.verbose,
+    )
+    print(evaluate.markdown(report))
+    print(f"Report written to {args.out}/ (report.json, report.md, PNG plots).")
+
+
+def add_export_parser(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="SavedModel for TensorFlow Serving",
+        description=(
+            "Write a saved Keras model as a SavedModel in TF Serving's layout, "
+            "OUT/VERSION/, with a serving_default signature: uint8 images [batch, "
+            "height, width, channels] in ('images'), 'probabilities' (float32) and "
+            "'classes' (int64) out. An existing version is never replaced without "
+            "--overwrite."
+        ),
+    )
+    parser.add_argument("--model", required=True, metavar="PATH", help=".keras file")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="BASE_DIR",
+        help="model base directory, e.g. models/fmnist (TF Serving's "
+        "--model_base_path)",
+    )
+    parser.add_argument(
+        "--version", type=int, help="version number (default: the next free one)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing version"
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--from-logits",
+        dest="from_logits",
+        action="store_const",
+        const=True,
+        help="the model outputs logits: add a softmax (default: detect)",
+    )
+    output.add_argument(
+        "--probabilities",
+        dest="from_logits",
+        action="store_const",
+        const=False,
+        help="the model outputs probabilities (default: detect)",
+    )
+    parser.set_defaults(run=run_export)
+
+
+def run_export(args):
+    import os
+
+    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.models import load_model
+
+    path = export_for_serving(
+        load_model(args.model),
+        args.out,
+        version=args.version,
+        overwrite=args.overwrite,
+        from_logits=args.from_logits,
+    )
+    print(
+        f"SavedModel written to {path}\n"
+        "Inspect: saved_model_cli show --all --dir " + path + "\n"
+        "Serve:   tensorflow_model_server --rest_api_port=8501 "
+        f"--model_name={os.path.basename(os.path.dirname(path))} "
+        f"--model_base_path={os.path.dirname(path)}"
+    )
+
+
+COMMANDS = [add_train_parser, add_evaluate_parser, add_export_parser]
 
 
 def build_parser():
