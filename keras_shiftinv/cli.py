@@ -332,10 +332,11 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "interrupted: run the same command again to continue from the last "
-            "finished epoch",
-            file=sys.stderr,
+        resume = (
+            ": run the same command again to continue from the last finished epoch"
+            if args.command == "train"
+            else ""
         )
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
     return 0
