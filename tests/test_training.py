@@ -304,3 +304,26 @@ def test_resume_after_sigkill_continues_and_logs_every_epoch_once(tmp_path):
     # ...and the finished epochs were not trained again.
     assert after[: restarted_at - 1] == before[: restarted_at - 1]
     assert (out / "summary.json").exists() and not (out / "backup").exists()
+
+
+def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, capsys):
+    from keras_shiftinv import cli
+
+    args = tiny_args(write_image_folder(tmp_path / "data"), tmp_path / "run", 1)
+    out = tmp_path / "run"
+    evaluate = training._evaluate
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_evaluate", killed)
+    assert cli.main(args) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert (out / "backup").exists() and not (out / "summary.json").exists()
+    log = _rows(out / "log.csv")
+
+    monkeypatch.setattr(training, "_evaluate", evaluate)
+    assert cli.main(args) == 0
+    assert "Epoch 1/1" not in capsys.readouterr().out  # nothing trained again
+    assert _rows(out / "log.csv") == log
+    assert (out / "summary.json").exists() and not (out / "backup").exists()
