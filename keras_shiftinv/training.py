@@ -237,15 +237,13 @@ def _patch_keras_for_multiworker(model):
     """
     from keras.src.backend.tensorflow import trainer
 
+    def first_replica(value):
+        return model.distribute_strategy.experimental_local_results(value)[0]
+
     def local_symbolic_build(iterator=None, data_batch=None):
         if iterator is not None:
             for _, _, batches in iterator:
-                data_batch = keras.tree.map_structure(
-                    lambda v: model.distribute_strategy.experimental_local_results(v)[
-                        0
-                    ],
-                    next(batches),
-                )
+                data_batch = keras.tree.map_structure(first_replica, next(batches))
                 break
         with model.distribute_strategy.scope():
             model._symbolic_build(data_batch=data_batch)
