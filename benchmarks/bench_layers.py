@@ -7,7 +7,9 @@
 
 A case is a `(name, factory)` pair in `CASES`; `factory(data_format)` returns a layer
 (or any callable of one tensor). To benchmark another layer, append a case. The first
-case, `MaxPooling2D(2)`, is the baseline of the ratio columns and always runs.
+case, `MaxPooling2D(2)`, is the baseline of the ratio columns and always runs. The
+"keras.ops" cases time the portable path of the blur layers (JAX, unknown spatial
+sizes), which the TensorFlow fast path replaces.
 
 Each input shape is a float32 tensor (given as batch x height x width x channels).
 Forward and forward+backward each run inside a `tf.function` without XLA (XLA is
@@ -40,11 +42,28 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from keras_shiftinv import ops as si_ops  # noqa: E402
 from keras_shiftinv.layers import BlurPool2D, MaxBlurPool2D  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAD_MODES = ("reflect", "replicate", "zero", "circular")
 DEFAULT_SHAPES = "32x56x56x64,32x28x28x128"
+
+
+def _portable(pad_mode, pool_size=None):
+    """The keras.ops path of BlurPool2D(4) (MaxBlurPool2D with `pool_size`), which
+    other backends and unknown spatial sizes take: the "before" of the TF fast path."""
+
+    def factory(data_format):
+        def call(x):
+            if pool_size:
+                x = keras.ops.max_pool(x, pool_size, 1, "valid", data_format)
+            return si_ops._blur_pool2d_portable(x, 4, (2, 2), pad_mode, data_format)
+
+        return call
+
+    return factory
+
 
 CASES = [
     (
@@ -64,6 +83,8 @@ CASES = [
         "MaxBlurPool2D()",
         lambda data_format: MaxBlurPool2D(data_format=data_format),
     ),
+    *[(f"keras.ops BlurPool2D(4, {mode})", _portable(mode)) for mode in PAD_MODES],
+    ("keras.ops MaxBlurPool2D()", _portable("reflect", pool_size=2)),
 ]
 
 
@@ -96,7 +117,7 @@ def timed_functions(layer, x):
 
 
 def run(cases, shapes, data_format, repeats, warmup):
-    """{(shape, name, "fwd"|"fwd+bwd"): median milliseconds}."""
+    """{(shape, name, "fwd"|"fwd+bwd"): (median wall ms, median process CPU ms)}."""
     results = {}
     for shape in shapes:
         x = tf.random.normal(shape, seed=0)
@@ -110,35 +131,36 @@ def run(cases, shapes, data_format, repeats, warmup):
         for fn in functions.values():
             for _ in range(warmup):
                 fn(x)
-        times = {key: [] for key in functions}
+        times = {key: ([], []) for key in functions}
         print(f"input {'x'.join(map(str, shape))} ({data_format})")
         progress = keras.utils.Progbar(repeats, unit_name="round")
         for round_ in range(repeats):
             for key, fn in functions.items():
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 fn(x)
-                times[key].append(time.perf_counter() - start)
+                times[key][0].append(time.perf_counter() - wall)
+                times[key][1].append(time.process_time() - cpu)
             progress.update(round_ + 1)
-        results.update({key: 1e3 * float(np.median(t)) for key, t in times.items()})
+        for key, (wall, cpu) in times.items():
+            results[key] = (1e3 * np.median(wall), 1e3 * np.median(cpu))
     return results
 
 
 def table(results, cases, shapes):
     baseline = cases[0][0]
-    lines = [
-        f"| input | layer | forward ms | x {baseline} | forward+backward ms "
-        f"| x {baseline} |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
-    ]
+    header = ["input", "layer"]
+    for kind in ("forward", "forward+backward"):
+        header += [f"{kind} ms", "ratio", f"{kind} CPU ms", "ratio"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---" + "|---:" * 8 + "|"]
     for shape in shapes:
         for name, _ in cases:
-            cells = []
+            cells = ["x".join(map(str, shape)), name]
             for kind in ("fwd", "fwd+bwd"):
-                ms = results[(shape, name, kind)]
-                cells += [f"{ms:.2f}", f"{ms / results[(shape, baseline, kind)]:.2f}"]
-            lines.append(
-                f"| {'x'.join(map(str, shape))} | {name} | {' | '.join(cells)} |"
-            )
+                measured = results[(shape, name, kind)]
+                base = results[(shape, baseline, kind)]
+                for value, reference in zip(measured, base, strict=True):
+                    cells += [f"{value:.2f}", f"{value / reference:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -151,7 +173,7 @@ def _command_output(command, prefix=""):
     return lines[0][len(prefix) :].strip() if lines else "unknown"
 
 
-def machine_facts(args):
+def machine_facts(args, load_before):
     command = shlex.join(["python", "benchmarks/bench_layers.py", *sys.argv[1:]])
     now = datetime.datetime.now(datetime.timezone.utc)
     return "\n".join(
@@ -160,11 +182,16 @@ def machine_facts(args):
             f"- Date: {now:%Y-%m-%d %H:%M} UTC",
             f"- Machine: {_command_output(['nproc'])} CPUs (`nproc`), "
             f"{_command_output(['lscpu'], 'Model name:')} (`lscpu`), "
-            f"load average {os.getloadavg()[0]:.1f} at the end of the run",
+            f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} "
+            "after the run (1 min)",
             f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, "
             f"Python {sys.version.split()[0]}",
-            f"- float32, {args.data_format}, `tf.function` without XLA; medians of "
+            f"- float32, {args.data_format}, `tf.function` without XLA, "
+            f"{args.threads or 'default'} TensorFlow threads; medians of "
             f"{args.repeats} rounds after {args.warmup} warm-up calls",
+            "- ratio: to MaxPooling2D(2) on the same input. CPU ms: process CPU "
+            "time per call (all threads), less sensitive than wall time to other "
+            "processes on the machine, but counting threads that spin while idle",
         ]
     )
 
@@ -199,6 +226,12 @@ def parse_args():
         choices=("channels_last", "channels_first"),
     )
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)",
+    )
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--output", type=pathlib.Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
@@ -223,9 +256,14 @@ def main():
         if any(fnmatch.fnmatchcase(case[0], p.strip()) for p in patterns)
     ]
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    load_before = os.getloadavg()[0]
     results = run(cases, shapes, args.data_format, args.repeats, args.warmup)
     title = f"## Layer speed, {args.data_format} (benchmarks/bench_layers.py)"
-    body = f"{title}\n\n{machine_facts(args)}\n\n{table(results, cases, shapes)}"
+    facts = machine_facts(args, load_before)
+    body = f"{title}\n\n{facts}\n\n{table(results, cases, shapes)}"
     print(body)
     if not args.no_write:
         write_section(args.output, args.section, body)
