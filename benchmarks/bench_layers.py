@@ -261,7 +261,8 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     load_before = os.getloadavg()[0]
     results = run(cases, shapes, args.data_format, args.repeats, args.warmup)
-    title = f"## Layer speed, {args.data_format} (benchmarks/bench_layers.py)"
+    threads = f"{args.threads} thread(s)" if args.threads else "default threads"
+    title = f"## Layer speed: {args.data_format}, {threads} (bench_layers.py)"
     facts = machine_facts(args, load_before)
     body = f"{title}\n\n{facts}\n\n{table(results, cases, shapes)}"
     print(body)
