@@ -1,6 +1,7 @@
 """The TensorFlow fast path of blur_pool2d (keras_shiftinv/_blur_tf.py) against the
 portable keras.ops path and the NumPy reference: outputs and gradients."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -81,6 +82,13 @@ def test_static_sizes_take_the_fast_path_unknown_sizes_the_portable_one(pad_mode
     # The fast path never pads the input; the portable path always does.
     assert not static & {"Pad", "PadV2", "MirrorPad"}
     assert dynamic & {"Pad", "PadV2", "MirrorPad"}
+
+
+def test_symbolic_inputs_still_give_symbolic_outputs():
+    # keras.Input is not a TensorFlow tensor: the ops stay usable on it.
+    x = keras.Input((9, 8, 3))
+    assert tuple(si_ops.blur_pool2d(x).shape) == (None, 5, 4, 3)
+    assert tuple(si_ops.max_blur_pool2d(x).shape) == (None, 4, 4, 3)
 
 
 @pytest.mark.parametrize("data_format", FORMATS)
