@@ -164,10 +164,10 @@ def offset_subsample(x, strides=2, pad_mode="zero", data_format=None):
     # (b, h, sy, w, sx, c) -> (b, h, w, c, sy, sx); (b, c, h, sy, w, sx) ->
     # (b, c, sy, sx, h, w): the same permutation for both layouts.
     x = ops.transpose(_phase_view(x, (sy, sx), data_format)[0], (0, 1, 3, 5, 2, 4))
-    _, a, b, c, d, e = ops.shape(x)
+    shape = ops.shape(x)
     if data_format == "channels_last":
-        return ops.reshape(x, (-1, a, b, c * d * e))
-    return ops.reshape(x, (-1, a * b * c, d, e))
+        return ops.reshape(x, (-1, shape[1], shape[2], shape[3] * sy * sx))
+    return ops.reshape(x, (-1, shape[1] * sy * sx, shape[4], shape[5]))
 
 
 def offset_subsample_inverse(y, strides=2, size=None, data_format=None):
@@ -326,22 +326,42 @@ def polyphase_roll(x, index, strides=2, data_format=None):
     return _roll_back(x, index % sx, sx, cols)
 
 
-def _group_conv(x, kernel, strides):
+def _group_branch(x, kernel, pointwise_kernel, strides, padding):
     # A kxk conv with groups=C over the C*S stacked components equals a depthwise
-    # conv of the full-resolution image with an (s*k)x(s*k) kernel and stride s:
-    # tap (s*ky + dy, s*kx + dx) is weight (ky, kx) of component (dy, dx). This
-    # skips the channel shuffle and runs as a native depthwise conv on every
-    # backend (a grouped conv goes through XLA on TensorFlow's CPU).
-    kh, kw, components, width = kernel.shape
+    # conv of the image with an (s*k)x(s*k) kernel and stride s: tap
+    # (s*ky + dy, s*kx + dx) is weight (ky, kx) of component (dy, dx). This skips
+    # the channel shuffle and runs as a native depthwise conv on every backend (a
+    # grouped conv goes through XLA on TensorFlow's CPU).
+    kh, kw, _, width = kernel.shape
     sy, sx = strides
     channels = x.shape[-1]
-    kernel = ops.reshape(kernel, (kh, kw, sy, sx, channels, width // channels))
+    per_group = width // channels
+    kernel = ops.reshape(kernel, (kh, kw, sy, sx, channels, per_group))
     kernel = ops.transpose(kernel, (0, 2, 1, 3, 4, 5))
-    kernel = ops.reshape(kernel, (kh * sy, kw * sx, channels, width // channels))
-    return ops.depthwise_conv(x, kernel, strides, "valid", "channels_last")
+    kernel = ops.reshape(kernel, (kh * sy, kw * sx, channels, per_group))
+    if channels < 32 or not 2 <= per_group <= 4:
+        features = ops.depthwise_conv(x, kernel, strides, padding, "channels_last")
+        return ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
+    # On TensorFlow's CPU a few depthwise convs with channel multiplier 1 are
+    # faster than one with a multiplier (BENCHMARKS.md). Their outputs come out
+    # as m * C + c rather than c * M + m: permute the 1x1 kernel's rows instead.
+    features = ops.concatenate(
+        [
+            ops.depthwise_conv(
+                x, kernel[..., m : m + 1], strides, padding, "channels_last"
+            )
+            for m in range(per_group)
+        ],
+        axis=-1,
+    )
+    filters = pointwise_kernel.shape[-1]
+    pointwise_kernel = ops.reshape(pointwise_kernel, (channels, per_group, filters))
+    pointwise_kernel = ops.transpose(pointwise_kernel, (1, 0, 2))
+    pointwise_kernel = ops.reshape(pointwise_kernel, (1, 1, width, filters))
+    return ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
 
 
-def _offset_conv3d(x, kernel):
+def _conv3d_branch(x, kernel, pointwise_kernel):
     _, h, w, c = ops.shape(x)
     x = ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c))
     x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
@@ -349,7 +369,8 @@ def _offset_conv3d(x, kernel):
     z = ops.conv(x, kernel, 1, "valid", "channels_last")
     _, depth, h, w, filters = ops.shape(z)
     z = ops.transpose(z, (0, 2, 3, 4, 1))
-    return ops.reshape(z, (-1, h, w, filters * depth))
+    z = ops.reshape(z, (-1, h, w, filters * depth))
+    return ops.conv(z, pointwise_kernel, 1, "valid", "channels_last")
 
 
 def check_branch_strides(branch, strides):
@@ -392,19 +413,23 @@ def shift_invariant_down(
     if polyphase_order == "aps":
         index = polyphase_index(x, strides, "l2", "channels_last")
         x = polyphase_roll(x, index, strides, "channels_last")
-    # 'same' padding of the components, done on the image: one row of a
-    # component is `stride` rows of the image.
+    # "Same" padding of the components, done on the image: a row of a component
+    # is `stride` rows of the image. With zeros and odd kernels it is the
+    # depthwise conv's own "same" padding, which saves a copy of the input.
     kernel_size = kernel.shape[:2] if branch == "group" else kernel.shape[1:3]
-    padding = [
-        (s * ((k - 1) // 2), s * (k // 2))
-        for s, k in zip(strides, kernel_size, strict=True)
-    ]
-    x = pad2d(x, padding, pad_mode, "channels_last")
-    if branch == "group":
-        features = _group_conv(x, kernel, strides)
+    padding = "valid"
+    if branch == "group" and pad_mode == "zero" and all(k % 2 for k in kernel_size):
+        padding = "same"
     else:
-        features = _offset_conv3d(x, kernel)
-    y = ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
+        widths = [
+            (s * ((k - 1) // 2), s * (k // 2))
+            for s, k in zip(strides, kernel_size, strict=True)
+        ]
+        x = pad2d(x, widths, pad_mode, "channels_last")
+    if branch == "group":
+        y = _group_branch(x, kernel, pointwise_kernel, strides, padding)
+    else:
+        y = _conv3d_branch(x, kernel, pointwise_kernel)
     if bias is not None:
         y = y + bias
     if data_format == "channels_first":

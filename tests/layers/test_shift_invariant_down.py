@@ -51,6 +51,7 @@ def _check_against_numpy(x, data_format="channels_last", seed=0, **kwargs):
         (4, 2, 2, (2, 2), (7, 9)),  # 2 divides 4: 1 output per group; odd sizes;
         # even kernel: padding 0 before, 1 after
         (2, 5, (1, 3), (3, 2), (9, 6)),  # 6 components, lcm(2, 5) = 10
+        (32, 48, 3, (2, 2), (6, 6)),  # 3 outputs per group: multiplier-1 convs
     ],
 )
 @pytest.mark.parametrize("pad_mode", ["zero", "circular"])
