@@ -6,6 +6,7 @@ same code serves a layer, a custom `call` and a test.
 
 import math
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -91,6 +92,20 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
     return x
 
 
+def _tf_fast_path(x, data_format):
+    """Whether `keras_shiftinv._blur_tf` serves this input: the TensorFlow backend
+    and both spatial sizes known at trace time."""
+    return keras.backend.backend() == "tensorflow" and all(
+        x.shape[axis] is not None for axis in spatial_axes(data_format)
+    )
+
+
+def _channels_last_call(fn, x, *args):
+    """`fn(x, *args, "channels_last")` on a channels_first `x`, transposed back."""
+    y = fn(ops.transpose(x, (0, 2, 3, 1)), *args, "channels_last")
+    return ops.transpose(y, (0, 3, 1, 2))
+
+
 def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None):
     """Binomial low-pass filter per channel, then subsampling by `strides`.
 
@@ -98,12 +113,27 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
     """
     data_format = standardize_data_format(data_format)
     strides = standardize_pair(strides, "strides")
-    taps = binomial_filter(filt_size)
+    pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
+    standardize_int(filt_size, "filt_size")
     if filt_size == 1:
         rows, cols = strides
         if data_format == "channels_last":
             return x[:, ::rows, ::cols, :]
         return x[:, :, ::rows, ::cols]
+    if _tf_fast_path(x, data_format):
+        # TensorFlow's CPU depthwise convolution is channels_last only.
+        if data_format == "channels_first":
+            return _channels_last_call(blur_pool2d, x, filt_size, strides, pad_mode)
+        # Imported here: the JAX backend needs no TensorFlow.
+        from keras_shiftinv import _blur_tf
+
+        return _blur_tf.blur_pool2d(x, filt_size, strides, pad_mode)
+    return _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format)
+
+
+def _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format):
+    """`blur_pool2d` with `keras.ops` only (standardized arguments, filt_size > 1)."""
+    taps = binomial_filter(filt_size)
     pad = blur_padding(filt_size)
     x = pad2d(x, (pad, pad), pad_mode, data_format)
     channels = x.shape[channel_axis(data_format)]
@@ -118,6 +148,11 @@ def max_blur_pool2d(
     """Max pooling densely evaluated (stride 1, VALID), then `blur_pool2d`."""
     data_format = standardize_data_format(data_format)
     pool_size = standardize_pair(pool_size, "pool_size")
+    if data_format == "channels_first" and _tf_fast_path(x, data_format):
+        # One pair of transposes instead of one around each of the two steps.
+        return _channels_last_call(
+            max_blur_pool2d, x, pool_size, filt_size, strides, pad_mode
+        )
     x = ops.max_pool(x, pool_size, strides=1, padding="valid", data_format=data_format)
     return blur_pool2d(x, filt_size, strides, pad_mode, data_format)
 
