@@ -361,19 +361,59 @@ def polyphase_roll(x, index, strides=2, data_format=None):
     return _roll_back(x, index % sx, sx, cols)
 
 
-def _group_branch(x, kernel, pointwise_kernel, strides, padding):
-    # A kxk conv with groups=C over the C*S stacked components equals a depthwise
-    # conv of the image with an (s*k)x(s*k) kernel and stride s: tap
-    # (s*ky + dy, s*kx + dx) is weight (ky, kx) of component (dy, dx). This skips
-    # the channel shuffle and runs as a native depthwise conv on every backend (a
+def _image_kernel(kernel, strides):
+    """A per-component kernel (kh, kw, sy, sx, ...) as a kernel of the image
+    (sy * kh, sx * kw, ...) applied with stride s: a kxk conv of the components
+    stacked by `offset_subsample` is an (s*k)x(s*k) conv of the image whose tap
+    (s*ky + dy, s*kx + dx) is weight (ky, kx) of component (dy, dx)."""
+    kh, kw, sy, sx, *rest = kernel.shape
+    kernel = ops.transpose(kernel, (0, 2, 1, 3, *range(4, 4 + len(rest))))
+    return ops.reshape(kernel, (kh * sy, kw * sx, *rest))
+
+
+def _folded_kernel(kernel, pointwise_kernel, branch, strides, channels):
+    """Step 2 and the 1x1 conv as one (s*kh, s*kw, C, filters) kernel of the
+    image: both are linear, without bias, so they compose exactly."""
+    filters = pointwise_kernel.shape[-1]
+    if branch == "group":
+        kh, kw, _, width = kernel.shape
+        kernel = ops.reshape(kernel, (kh, kw, *strides, channels, width // channels))
+        pointwise = ops.reshape(pointwise_kernel, (channels, width // channels, -1))
+        return _image_kernel(
+            ops.einsum("ijyxcm,cmf->ijyxcf", kernel, pointwise), strides
+        )
+    depth, kh, kw, _, features = kernel.shape
+    # Channel f * 2 + d is output depth d of Conv3D filter f, which applies
+    # kernel depth a to component d + a.
+    pointwise = ops.reshape(pointwise_kernel, (features, -1, filters))
+    outputs = pointwise.shape[1]
+    terms = ops.einsum("aijcf,fdg->adijcg", kernel, pointwise)
+    folded = [
+        sum(terms[a, o - a] for a in range(depth) if 0 <= o - a < outputs)
+        for o in range(depth + outputs - 1)
+    ]
+    folded = ops.reshape(ops.stack(folded, axis=2), (kh, kw, 2, 2, channels, filters))
+    return _image_kernel(folded, strides)
+
+
+def _fold_is_cheaper(kernel, pointwise_kernel, channels):
+    """Whether one dense conv with the folded kernel needs fewer multiply-adds
+    than the grouped conv and the 1x1 conv (few input channels, as in a stem)."""
+    kh, kw, components, width = kernel.shape
+    filters = pointwise_kernel.shape[-1]
+    taps = kh * kw * components
+    return channels * filters * taps <= width * (taps + filters)
+
+
+def _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding):
+    # The grouped conv as depthwise convs of the image (see `_image_kernel`),
+    # which skips the channel shuffle and runs natively on every backend (a
     # grouped conv goes through XLA on TensorFlow's CPU).
     kh, kw, _, width = kernel.shape
-    sy, sx = strides
     channels = x.shape[-1]
     per_group = width // channels
-    kernel = ops.reshape(kernel, (kh, kw, sy, sx, channels, per_group))
-    kernel = ops.transpose(kernel, (0, 2, 1, 3, 4, 5))
-    kernel = ops.reshape(kernel, (kh * sy, kw * sx, channels, per_group))
+    kernel = ops.reshape(kernel, (kh, kw, *strides, channels, per_group))
+    kernel = _image_kernel(kernel, strides)
     if channels < 32 or not 2 <= per_group <= 4:
         features = ops.depthwise_conv(x, kernel, strides, padding, "channels_last")
         return ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
@@ -394,18 +434,6 @@ def _group_branch(x, kernel, pointwise_kernel, strides, padding):
     pointwise_kernel = ops.transpose(pointwise_kernel, (1, 0, 2))
     pointwise_kernel = ops.reshape(pointwise_kernel, (1, 1, width, filters))
     return ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
-
-
-def _conv3d_branch(x, kernel, pointwise_kernel):
-    _, h, w, c = ops.shape(x)
-    x = ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c))
-    x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
-    x = ops.reshape(x, (-1, 4, h // 2, w // 2, c))
-    z = ops.conv(x, kernel, 1, "valid", "channels_last")
-    _, depth, h, w, filters = ops.shape(z)
-    z = ops.transpose(z, (0, 2, 3, 4, 1))
-    z = ops.reshape(z, (-1, h, w, filters * depth))
-    return ops.conv(z, pointwise_kernel, 1, "valid", "channels_last")
 
 
 def check_branch_strides(branch, strides):
@@ -450,10 +478,10 @@ def shift_invariant_down(
         x = polyphase_roll(x, index, strides, "channels_last")
     # "Same" padding of the components, done on the image: a row of a component
     # is `stride` rows of the image. With zeros and odd kernels it is the
-    # depthwise conv's own "same" padding, which saves a copy of the input.
+    # strided conv's own "same" padding, which saves a copy of the input.
     kernel_size = kernel.shape[:2] if branch == "group" else kernel.shape[1:3]
     padding = "valid"
-    if branch == "group" and pad_mode == "zero" and all(k % 2 for k in kernel_size):
+    if pad_mode == "zero" and all(k % 2 for k in kernel_size):
         padding = "same"
     else:
         widths = [
@@ -461,10 +489,12 @@ def shift_invariant_down(
             for s, k in zip(strides, kernel_size, strict=True)
         ]
         x = pad2d(x, widths, pad_mode, "channels_last")
-    if branch == "group":
-        y = _group_branch(x, kernel, pointwise_kernel, strides, padding)
+    channels = x.shape[-1]
+    if branch == "group" and not _fold_is_cheaper(kernel, pointwise_kernel, channels):
+        y = _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding)
     else:
-        y = _conv3d_branch(x, kernel, pointwise_kernel)
+        kernel = _folded_kernel(kernel, pointwise_kernel, branch, strides, channels)
+        y = ops.conv(x, kernel, strides, padding, "channels_last")
     if bias is not None:
         y = y + bias
     if data_format == "channels_first":
