@@ -28,6 +28,7 @@ full table.
 import argparse
 import datetime
 import fnmatch
+import math
 import os
 import pathlib
 import shlex
@@ -43,7 +44,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_shiftinv import ops as si_ops  # noqa: E402
-from keras_shiftinv.layers import BlurPool2D, MaxBlurPool2D  # noqa: E402
+from keras_shiftinv.layers import (  # noqa: E402
+    BlurPool2D,
+    MaxBlurPool2D,
+    OffsetSubsample,
+    ShiftInvariantDown,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAD_MODES = ("reflect", "replicate", "zero", "circular")
@@ -65,6 +71,65 @@ def _portable(pad_mode, pool_size=None):
     return factory
 
 
+class GroupedConvModule(keras.layers.Layer):
+    """ShiftInvariantDown(128) built from Keras layers: OffsetSubsample, a grouped
+    Conv2D (XLA on TensorFlow's CPU) and a 1x1 Conv2D: the "before"."""
+
+    def __init__(self, data_format):
+        super().__init__()
+        self.data_format = data_format
+
+    def build(self, input_shape):
+        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
+        self.subsample = OffsetSubsample(data_format=self.data_format)
+        self.group = keras.layers.Conv2D(
+            math.lcm(channels, 128),
+            3,
+            padding="same",
+            groups=channels,
+            data_format=self.data_format,
+        )
+        self.pointwise = keras.layers.Conv2D(128, 1, data_format=self.data_format)
+
+    def call(self, x):
+        return self.pointwise(self.group(self.subsample(x)))
+
+
+# Issue 3: ShiftInvariantDown next to the strided conv it replaces and to the
+# anti-aliased conv (stride 1, then BlurPool2D); run them with
+# --baseline "Conv2D(128, 3, strides=2)".
+POLYPHASE_CASES = [
+    (
+        "Conv2D(128, 3, strides=2)",
+        lambda data_format: keras.layers.Conv2D(
+            128, 3, strides=2, padding="same", data_format=data_format
+        ),
+    ),
+    (
+        "Conv2D(128, 3) + BlurPool2D(4)",
+        lambda data_format: keras.Sequential(
+            [
+                keras.layers.Conv2D(128, 3, padding="same", data_format=data_format),
+                BlurPool2D(4, data_format=data_format),
+            ]
+        ),
+    ),
+    *[
+        (
+            f"ShiftInvariantDown(128, {branch}{extra})",
+            lambda data_format, branch=branch, kwargs=kwargs: ShiftInvariantDown(
+                128, branch, data_format=data_format, **kwargs
+            ),
+        )
+        for branch in ("group", "conv3d")
+        for extra, kwargs in (
+            ("", {}),
+            (", aps, circular", {"polyphase_order": "aps", "pad_mode": "circular"}),
+        )
+    ],
+    ("Keras grouped Conv2D module (before)", GroupedConvModule),
+]
+
 CASES = [
     (
         "MaxPooling2D(2)",
@@ -85,6 +150,7 @@ CASES = [
     ),
     *[(f"keras.ops BlurPool2D(4, {mode})", _portable(mode)) for mode in PAD_MODES],
     ("keras.ops MaxBlurPool2D()", _portable("reflect", pool_size=2)),
+    *POLYPHASE_CASES,
 ]
 
 
@@ -189,7 +255,7 @@ def machine_facts(args, load_before):
             f"- float32, {args.data_format}, `tf.function` without XLA, "
             f"{args.threads or 'default'} TensorFlow threads; medians of "
             f"{args.repeats} rounds after {args.warmup} warm-up calls",
-            "- ratio: to MaxPooling2D(2) on the same input. CPU ms: process CPU "
+            f"- ratio: to {args.baseline} on the same input. CPU ms: process CPU "
             "time per call (all threads), less sensitive than wall time to other "
             "processes on the machine, but counting threads that spin while idle",
         ]
@@ -233,6 +299,11 @@ def parse_args():
         help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)",
     )
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--baseline",
+        default=CASES[0][0],
+        help="the case the ratio columns divide by; it always runs",
+    )
     parser.add_argument("--output", type=pathlib.Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
         "--section",
@@ -250,10 +321,14 @@ def main():
         print("\n".join(name for name, _ in CASES))
         return
     patterns = args.cases.split(",")
-    cases = [CASES[0]] + [
+    baseline = [case for case in CASES if case[0] == args.baseline]
+    if not baseline:
+        raise SystemExit(f"no case named {args.baseline!r}; see --list")
+    cases = baseline + [
         case
-        for case in CASES[1:]
-        if any(fnmatch.fnmatchcase(case[0], p.strip()) for p in patterns)
+        for case in CASES
+        if case is not baseline[0]
+        and any(fnmatch.fnmatchcase(case[0], p.strip()) for p in patterns)
     ]
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     if args.threads:
