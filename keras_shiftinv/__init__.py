@@ -1,5 +1,7 @@
 """Shift-invariant convolutional networks for Keras 3."""
 
+import importlib
+
 __version__ = "0.1.0"
 
 from keras_shiftinv import layers, ops  # noqa: E402
@@ -12,6 +14,17 @@ from keras_shiftinv.layers import (  # noqa: E402
     PolyphaseGather2D,
     ShiftInvariantDown,
 )
+
+# These need TensorFlow (tf.data, tf.distribute, SavedModel): they are imported on
+# first use, so `import keras_shiftinv` stays light on the JAX backend.
+_LAZY_SUBMODULES = ("callbacks", "data", "metrics")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"keras_shiftinv.{name}")
+    raise AttributeError(f"module 'keras_shiftinv' has no attribute {name!r}")
+
 
 __all__ = [
     "BlurPool2D",
