@@ -53,9 +53,10 @@ def build(name, variant, size, options, num_classes):
 
 
 def timed(fn):
-    start = time.perf_counter()
+    """Wall time and CPU time (all threads of this process) of `fn()`."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def bench(name, config, variants, steps, warmup, num_classes):
@@ -65,19 +66,23 @@ def bench(name, config, variants, steps, warmup, num_classes):
     y = rng.integers(0, num_classes, batch)
     models = {v: build(name, v, size, options, num_classes) for v in variants}
     train = {v: [] for v in variants}
+    train_cpu = {v: [] for v in variants}
     infer = {v: [] for v in variants}
     for step in range(warmup + steps):
         for variant, model in models.items():
-            t_train = timed(lambda m=model: m.train_on_batch(x, y))
-            t_infer = timed(lambda m=model: m.predict_on_batch(x))
+            t_train, c_train = timed(lambda m=model: m.train_on_batch(x, y))
+            t_infer, _ = timed(lambda m=model: m.predict_on_batch(x))
             if step >= warmup:
                 train[variant].append(t_train)
+                train_cpu[variant].append(c_train)
                 infer[variant].append(t_infer)
         print(f"  {name} {config}: step {step + 1}/{warmup + steps}", flush=True)
     rows = []
     base = statistics.median(train[variants[0]])
+    base_cpu = statistics.median(train_cpu[variants[0]])
     for variant in variants:
         t = statistics.median(train[variant])
+        c = statistics.median(train_cpu[variant])
         i = statistics.median(infer[variant])
         params = sum(int(np.prod(w.shape)) for w in models[variant].trainable_weights)
         rows.append(
@@ -89,6 +94,8 @@ def bench(name, config, variants, steps, warmup, num_classes):
                 "train_step_ms": 1000 * t,
                 "train_img_s": batch / t,
                 "vs_baseline": t / base,
+                "train_cpu_s": c,
+                "cpu_vs_baseline": c / base_cpu,
                 "infer_ms": 1000 * i,
             }
         )
@@ -98,14 +105,16 @@ def bench(name, config, variants, steps, warmup, num_classes):
 def table(rows):
     lines = [
         "| model | input, batch | variant | params | train step (ms) | train img/s "
-        "| step vs baseline | inference (ms/batch) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| step vs baseline | train step CPU (s) | CPU vs baseline "
+        "| inference (ms/batch) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['config']} | {r['variant']} | {r['params']:,} "
             f"| {r['train_step_ms']:.0f} | {r['train_img_s']:.1f} "
-            f"| {r['vs_baseline']:.2f}x | {r['infer_ms']:.0f} |"
+            f"| {r['vs_baseline']:.2f}x | {r['train_cpu_s']:.2f} "
+            f"| {r['cpu_vs_baseline']:.2f}x | {r['infer_ms']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -170,7 +179,8 @@ def main():
             f"variants timed round robin; {args.num_classes} classes, default options "
             "(zero padding, filt_size 4, fixed polyphase order, strided stem conv), "
             "SGD with momentum, no XLA. Inference is `predict_on_batch` on the same "
-            "batch.",
+            "batch. CPU time is that of all the process's threads: steadier than "
+            "wall time when other jobs share the cores.",
             "",
             table(rows),
         ]
