@@ -6,11 +6,17 @@ TensorFlow's CPU), visiting the variants round robin so that a change of machine
 hits all of them alike. Reports medians, and each variant's step time relative to
 "baseline". With --write, replaces the `bench_models` section of BENCHMARKS.md.
 
+With --layers, finds which ops make a variant slow instead: every layer of each
+model is timed alone (forward and backward, at the shape and batch it has in the
+model), and the times are summed per layer class (section `bench_models_layers`).
+
     python benchmarks/bench_models.py          # resnet18 and vgg13, all variants
     python benchmarks/bench_models.py --models resnet18 --configs cifar --steps 3
+    python benchmarks/bench_models.py --layers --models resnet18 --configs imagenet
 """
 
 import argparse
+import collections
 import datetime
 import os
 import platform
@@ -31,7 +37,6 @@ CONFIGS = {
     "imagenet": (224, 16, {}),
     "cifar": (32, 128, {"stem": "cifar"}),
 }
-START, END = "<!-- bench_models:start -->", "<!-- bench_models:end -->"
 
 
 def build(name, variant, size, options, num_classes):
@@ -102,6 +107,64 @@ def bench(name, config, variants, steps, warmup, num_classes):
     return rows
 
 
+def layer_step(layer, inputs):
+    """A graph function: the layer's forward and backward pass on `inputs`."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=False)
+    def step(*inputs):
+        with tf.GradientTape() as tape:
+            floats = [x for x in inputs if x.dtype.is_floating]
+            tape.watch(floats)
+            args = list(inputs) if len(inputs) > 1 else inputs[0]
+            outputs = keras.tree.flatten(layer(args, training=True))
+            loss = sum(
+                tf.reduce_sum(tf.square(y)) for y in outputs if y.dtype.is_floating
+            )
+        return tape.gradient(loss, floats + layer.trainable_weights)
+
+    return lambda: [g.numpy() for g in step(*inputs) if g is not None]
+
+
+def layer_breakdown(name, config, variants, steps, num_classes):
+    """Per variant, the summed forward+backward time of each layer class."""
+    size, batch, options = CONFIGS[config]
+    rng = np.random.default_rng(0)
+    totals = {}
+    for variant in variants:
+        model = build(name, variant, size, options, num_classes)
+        totals[variant] = collections.Counter()
+        for layer in model.layers[1:]:
+            inputs = []
+            for spec in keras.tree.flatten(layer.input):
+                shape = (batch, *spec.shape[1:])
+                if "int" in spec.dtype:
+                    inputs.append(rng.integers(0, 4, shape).astype(spec.dtype))
+                else:
+                    inputs.append(rng.standard_normal(shape).astype(spec.dtype))
+            run = layer_step(layer, inputs)
+            run()
+            times = [timed(run)[0] for _ in range(steps)]
+            totals[variant][type(layer).__name__] += statistics.median(times)
+        print(f"  {name} {config} {variant}: layers timed", flush=True)
+    classes = sorted(
+        set().union(*totals.values()), key=lambda c: -max(t[c] for t in totals.values())
+    )
+    lines = [
+        f"{name}, {size}x{size}, batch {batch}: summed forward+backward ms per "
+        "layer class",
+        "",
+        "| layer class | " + " | ".join(variants) + " |",
+        "| --- |" + " ---: |" * len(variants),
+    ]
+    for cls in classes:
+        cells = " | ".join(f"{1000 * totals[v][cls]:.0f}" for v in variants)
+        lines.append(f"| {cls} | {cells} |")
+    cells = " | ".join(f"{1000 * sum(totals[v].values()):.0f}" for v in variants)
+    lines.append(f"| total | {cells} |")
+    return "\n".join(lines)
+
+
 def table(rows):
     lines = [
         "| model | input, batch | variant | params | train step (ms) | train img/s "
@@ -132,11 +195,12 @@ def machine():
     )
 
 
-def write_section(path, text):
-    section = f"{START}\n{text}\n{END}"
+def write_section(path, name, text):
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    section = f"{start}\n{text}\n{end}"
     old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if START in old:
-        pattern = re.escape(START) + ".*?" + re.escape(END)
+    if start in old:
+        pattern = re.escape(start) + ".*?" + re.escape(end)
         new = re.sub(pattern, lambda _: section, old, flags=re.S)
     else:
         new = old.rstrip("\n") + "\n\n" + section + "\n"
@@ -153,6 +217,9 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument(
+        "--layers", action="store_true", help="time each layer class instead"
+    )
+    parser.add_argument(
         "--write", metavar="PATH", help="update the section in this Markdown file"
     )
     args = parser.parse_args()
@@ -161,33 +228,63 @@ def main():
 
     start = time.time()
     load = os.getloadavg()[0]
-    rows = []
-    for config in args.configs:
-        for name in args.models:
-            rows += bench(
-                name, config, args.variants, args.steps, args.warmup, args.num_classes
-            )
+    if args.layers:
+        title = "## Zoo models: time per layer class (benchmarks/bench_models.py)"
+        section = "bench_models_layers"
+        method = (
+            f"- Each layer timed alone, forward and backward in a `tf.function` (no "
+            f"XLA) on random inputs of its shape in the model, median of {args.steps} "
+            "runs after one, summed per layer class; default options, "
+            f"{args.num_classes} classes. Isolated layers do not add up to a train "
+            "step exactly, but show where the time goes."
+        )
+        body = "\n\n".join(
+            layer_breakdown(name, config, args.variants, args.steps, args.num_classes)
+            for config in args.configs
+            for name in args.models
+        )
+    else:
+        title = (
+            "## Zoo models: training and inference speed (benchmarks/bench_models.py)"
+        )
+        section = "bench_models"
+        method = (
+            f"- Medians of {args.steps} steps after {args.warmup} warm-up steps, "
+            f"variants timed round robin; {args.num_classes} classes, default options "
+            "(zero padding, filt_size 4, fixed polyphase order; the ImageNet stem conv "
+            'is strided except in "aps"), SGD with momentum, no XLA. Inference is '
+            "`predict_on_batch` on the same batch. CPU time is that of all the "
+            "process's threads: steadier than wall time when other jobs share the "
+            "cores."
+        )
+        rows = []
+        for config in args.configs:
+            for name in args.models:
+                rows += bench(
+                    name,
+                    config,
+                    args.variants,
+                    args.steps,
+                    args.warmup,
+                    args.num_classes,
+                )
+        body = table(rows)
     text = "\n".join(
         [
-            "## Zoo models: training and inference speed (benchmarks/bench_models.py)",
+            title,
             "",
             f"- Date: {datetime.date.today().isoformat()}; machine: {machine()}.",
             f"- Command: `python {' '.join(sys.argv)}` ({time.time() - start:.0f} s; "
             f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "
             "the end).",
-            f"- Medians of {args.steps} steps after {args.warmup} warm-up steps, "
-            f"variants timed round robin; {args.num_classes} classes, default options "
-            "(zero padding, filt_size 4, fixed polyphase order, strided stem conv), "
-            "SGD with momentum, no XLA. Inference is `predict_on_batch` on the same "
-            "batch. CPU time is that of all the process's threads: steadier than "
-            "wall time when other jobs share the cores.",
+            method,
             "",
-            table(rows),
+            body,
         ]
     )
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, section, text)
 
 
 if __name__ == "__main__":

@@ -190,23 +190,13 @@ class Builder:
 
     def max_pool(self, x, pool_size, name):
         """Halves a map of ReLU outputs the way a `pool_size` max pool with
-        stride 2 would. The pads of the dense max pools of "blur" and "aps" may be
-        zeros because the inputs are >= 0."""
+        stride 2 would. "blur" zero-pads before its max pool (which is "valid"):
+        the inputs are >= 0, so zeros never win."""
         pad = ((pool_size - 1) // 2, pool_size // 2)
         if self.variant in ("group", "conv3d"):
             return self._shift_invariant_down(x, x.shape[-1], 3, name)
-        if self.variant == "baseline":
-            if self.padding == "circular":
-                x = self.pad(x, (pad, pad), f"{name}_pad")
-            return keras.layers.MaxPooling2D(
-                pool_size,
-                strides=2,
-                padding="valid" if self.padding == "circular" else "same",
-                data_format=DATA_FORMAT,
-                name=name,
-            )(x)
-        x = self.pad(x, (pad, pad), f"{name}_pad")
         if self.variant == "blur":
+            x = self.pad(x, (pad, pad), f"{name}_pad")
             return si_layers.MaxBlurPool2D(
                 pool_size,
                 filt_size=self.filt_size,
@@ -214,9 +204,18 @@ class Builder:
                 data_format=DATA_FORMAT,
                 name=name,
             )(x)
+        # "baseline" pools with the stride; "aps" pools densely, then samples.
+        if self.padding == "circular":
+            x = self.pad(x, (pad, pad), f"{name}_pad")
         x = keras.layers.MaxPooling2D(
-            pool_size, strides=1, data_format=DATA_FORMAT, name=name
+            pool_size,
+            strides=2 if self.variant == "baseline" else 1,
+            padding="valid" if self.padding == "circular" else "same",
+            data_format=DATA_FORMAT,
+            name=name,
         )(x)
+        if self.variant == "baseline":
+            return x
         return self._subsample(x, f"{name}_down")[0]
 
     def shortcut(self, x, filters, strides, prefix, index=None):
