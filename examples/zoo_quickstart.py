@@ -2,14 +2,14 @@
 
 A small ResNet-18 in the "aps" variant with circular padding is exactly invariant to
 circular shifts of its input: its predictions do not change at all when the image is
-rolled, while the baseline's do. Reads the Fashion-MNIST IDX files (default
-/usr/share/datasets/fashion-mnist), or uses random images with --random.
+rolled, while the baseline's do. Reads Fashion-MNIST with `keras_shiftinv.data`
+(IDX files, default /usr/share/datasets/fashion-mnist), or uses random images with
+--random.
 
     python examples/zoo_quickstart.py [--steps 60] [--random]
 """
 
 import argparse
-import gzip
 import os
 import sys
 
@@ -19,31 +19,20 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import zoo  # noqa: E402
-
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+from keras_shiftinv import data  # noqa: E402
 
 
 def load(split, count, random, data_dir):
-    """`count` images padded from 28x28 to 32x32 (a multiple of the total stride 8
-    of the CIFAR stem), scaled to [0, 1], and their labels."""
+    """`count` images zero-padded from 28x28 to 32x32 (a multiple of the total
+    stride 8 of the CIFAR stem), scaled to [0, 1], and their labels."""
     if random:
         rng = np.random.default_rng(0 if split == "train" else 1)
-        images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, count)
-    else:
-        prefix = os.path.join(data_dir, "train" if split == "train" else "t10k")
-        images = read_idx(f"{prefix}-images-idx3-ubyte.gz")[:count]
-        labels = read_idx(f"{prefix}-labels-idx1-ubyte.gz")[:count].astype("int64")
-    images = np.pad(images, ((0, 0), (2, 2), (2, 2)))[..., None]
-    return images.astype("float32") / 255.0, labels
+        images = rng.integers(0, 256, (count, 32, 32, 1)).astype("float32")
+        return images / 255.0, rng.integers(0, 10, count)
+    ds, _ = data.load("fashion_mnist", f"{split}[:{count}]", data_dir)
+    batches = data.pipeline(ds, batch_size=1000, training=False, pad_to=32)
+    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in batches), strict=True)
+    return np.concatenate(images) / 255.0, np.concatenate(labels)
 
 
 def agreement(model, images, shifts):
@@ -63,7 +52,7 @@ def main():
     parser.add_argument("--steps", type=int, default=60, help="training steps")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--random", action="store_true", help="random images")
-    parser.add_argument("--data-dir", default=FASHION_MNIST)
+    parser.add_argument("--data-dir", help="Fashion-MNIST IDX files")
     args = parser.parse_args()
 
     count = args.steps * args.batch_size
