@@ -135,7 +135,7 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
 
 
 def _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format):
-    """`blur_pool2d` with `keras.ops` only (standardized arguments, filt_size > 1).
+    """`blur_pool2d` with `keras.ops` only (filt_size > 1; strides an int or a pair).
 
     Separable: along each spatial axis of the padded input, the sum over taps `t` of
     `taps[t] * x[t::stride]`, each slice stopping `filt_size - 1 - t` before the end
@@ -146,6 +146,7 @@ def _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format):
     taps = binomial_filter(filt_size)
     pad = blur_padding(filt_size)
     x = pad2d(x, (pad, pad), pad_mode, data_format)
+    strides = standardize_pair(strides, "strides")
     for axis, stride in zip(spatial_axes(data_format), strides, strict=True):
         y = None
         for t, tap in enumerate(taps):
