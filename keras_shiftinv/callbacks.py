@@ -1,0 +1,91 @@
+"""Keras callbacks that watch a model's shift invariance during training."""
+
+import keras
+
+from keras_shiftinv import metrics
+from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+
+
+class ShiftConsistency(keras.callbacks.Callback):
+    """Logs the shift consistency of the model at the end of every epoch.
+
+    Computes `keras_shiftinv.metrics.shift_consistency` on `data` and stores it in
+    the epoch's `logs` under `name`, so `History`, `CSVLogger`, `TensorBoard`,
+    `ModelCheckpoint(monitor=name)` and the progress bar see it. Keras calls
+    callbacks in list order and `History` and the progress bar come last, so put
+    this callback *before* `CSVLogger`, `TensorBoard`, `ModelCheckpoint` and
+    `EarlyStopping` in `callbacks=[...]`.
+
+    The same `seed` is used every epoch: the shift pairs are the same each time (for
+    data in a fixed order), so the numbers of different epochs compare. Under a
+    `tf.distribute` strategy every worker computes the value over all of `data`
+    locally (no collective ops), so all workers log the same number.
+
+    Args:
+        data: `tf.data.Dataset` (batched or not) or numpy arrays, e.g. the
+            validation data; labels are not needed.
+        mode: "circular" or "crop" (see `keras_shiftinv.metrics`).
+        max_shift: dy and dx of each shift are drawn from `[0, max_shift)`.
+        samples: shift pairs per image (int), or "all".
+        seed: int seeding the shift draws.
+        name: the key in `logs`.
+        pad_mode: "reflect" or "zero", for `mode="crop"`.
+        batch_size: batch size for unbatched data.
+        max_batches: use at most this many batches of `data` per epoch (None: all).
+
+    Example:
+
+    ```python
+    callbacks = [
+        ShiftConsistency(val_ds, mode="circular", max_shift=8),
+        keras.callbacks.CSVLogger("log.csv"),
+    ]
+    history = model.fit(train_ds, validation_data=val_ds, callbacks=callbacks)
+    history.history["val_consistency"]
+    ```
+    """
+
+    def __init__(
+        self,
+        data,
+        mode="circular",
+        max_shift=8,
+        samples=1,
+        seed=0,
+        name="val_consistency",
+        pad_mode="reflect",
+        batch_size=128,
+        max_batches=None,
+    ):
+        super().__init__()
+        standardize_choice(mode, "mode", metrics.MODES)
+        standardize_choice(pad_mode, "pad_mode", metrics.PAD_MODES)
+        standardize_int(max_shift, "max_shift")
+        if samples != "all":
+            standardize_int(samples, "samples")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Invalid name={name!r}: expected a non-empty string.")
+        self.data = data
+        self.mode = mode
+        self.max_shift = max_shift
+        self.samples = samples
+        self.seed = seed
+        self.name = name
+        self.pad_mode = pad_mode
+        self.batch_size = batch_size
+        self.max_batches = max_batches
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = metrics.shift_consistency(
+            self.model,
+            self.data,
+            mode=self.mode,
+            max_shift=self.max_shift,
+            samples=self.samples,
+            seed=self.seed,
+            pad_mode=self.pad_mode,
+            batch_size=self.batch_size,
+            max_batches=self.max_batches,
+        )
+        if logs is not None:
+            logs[self.name] = value

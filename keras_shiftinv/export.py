@@ -1,0 +1,148 @@
+"""SavedModel export in TensorFlow Serving's layout.
+
+TF Serving watches a model base directory and serves its highest numbered version
+sub-directory, `BASE/1/`, `BASE/2/`, ... Each version is a plain SavedModel: the
+Keras model, including the package's custom layers, is traced into a TensorFlow
+graph, so serving needs neither Keras nor this package.
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_shiftinv.layers.utils import standardize_int
+from keras_shiftinv.models import outputs_probabilities
+
+SIGNATURE_NAME = "serving_default"
+
+
+def _single_io(model):
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a keras.Model. Received: {model!r}")
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except AttributeError:
+        inputs = outputs = None
+    if not inputs or not outputs:
+        raise ValueError(
+            f"Model {model.name!r} has no defined inputs: export needs a functional "
+            "or Sequential model built on a `keras.Input`."
+        )
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"Model {model.name!r} has {len(inputs)} inputs and {len(outputs)} "
+            "outputs: export needs one image input and one class output."
+        )
+    if len(inputs[0].shape) != 4 or len(outputs[0].shape) != 2:
+        raise ValueError(
+            f"Model {model.name!r} maps {inputs[0].shape} to {outputs[0].shape}: "
+            "export needs images (batch, height, width, channels) -> (batch, classes)."
+        )
+    return inputs[0], outputs[0]
+
+
+def next_version(base_dir):
+    """1 + the highest numbered version directory in `base_dir` (1 if none)."""
+    if not os.path.isdir(base_dir):
+        return 1
+    versions = [int(n) for n in os.listdir(base_dir) if n.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def export_for_serving(
+    model,
+    base_dir,
+    version=None,
+    overwrite=False,
+    from_logits=None,
+    input_name="images",
+):
+    """Writes `model` as a SavedModel for TF Serving in `base_dir/VERSION/`.
+
+    The `serving_default` signature takes uint8 images `[batch, height, width,
+    channels]` (any batch size; the image shape is the model's input shape) under the
+    name `input_name`, casts them to the model's float input (raw pixel values, as the
+    package's trained models expect: their rescaling is inside the model) and returns
+    `probabilities` (float32, `[batch, classes]`) and `classes` (int64, `[batch]`, the
+    argmax).
+
+    The version is written to a hidden temporary directory beside it and renamed into
+    place, so a running TF Serving never loads a half-written version.
+
+    Args:
+        model: a functional or Sequential `keras.Model` with one image input and one
+            `(batch, classes)` output.
+        base_dir: the model base directory (TF Serving's `--model_base_path`), for
+            example "models/fmnist". Its name must not be a number: that would be a
+            version directory.
+        version: integer >= 1; None takes the next free version.
+        overwrite: whether to replace an existing version directory.
+        from_logits: True if the model outputs logits (a softmax is added in the
+            graph), False if it outputs probabilities, None to detect it from the
+            model's last layer (a softmax activation, or a linear one).
+        input_name: name of the signature's image input.
+
+    Returns:
+        The path of the written version directory.
+
+    Raises:
+        ValueError: a bad argument, a model that export cannot serve, or an existing
+            version directory without `overwrite=True`.
+    """
+    model_input, _ = _single_io(model)
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    if os.path.basename(base_dir).isdigit():
+        raise ValueError(
+            f"`base_dir`={base_dir!r} looks like a version directory. Pass the model "
+            "base directory and the version separately, e.g. "
+            "export_for_serving(model, 'models/NAME', version=1)."
+        )
+    if version is None:
+        version = next_version(base_dir)
+    version = standardize_int(version, "version")
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise ValueError(
+            f"Version {version} already exists at {target!r}. Choose another "
+            "`version` (or leave it None for the next one), or pass overwrite=True "
+            "(--overwrite) to replace it."
+        )
+    if from_logits is None:
+        probabilities = outputs_probabilities(model)
+        if probabilities is None:
+            raise ValueError(
+                f"Cannot tell whether model {model.name!r} outputs probabilities "
+                "or logits from its last layer. Pass from_logits=True (export adds "
+                "a softmax) or from_logits=False."
+            )
+        from_logits = not probabilities
+
+    def serve(images):
+        outputs = model(tf.cast(images, model_input.dtype), training=False)
+        outputs = tf.cast(outputs, tf.float32)
+        probabilities = tf.nn.softmax(outputs) if from_logits else outputs
+        classes = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        return {"probabilities": probabilities, "classes": classes}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE_NAME,
+        serve,
+        input_signature=[
+            tf.TensorSpec((None, *model_input.shape[1:]), tf.uint8, name=input_name)
+        ],
+    )
+    os.makedirs(base_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
+    try:
+        archive.write_out(os.path.join(staging, "new"), verbose=False)
+        if os.path.exists(target):
+            os.rename(target, os.path.join(staging, "old"))
+        os.rename(os.path.join(staging, "new"), target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,107 @@
+"""Plots of an evaluation report (PNG files; see `keras_shiftinv.evaluate`).
+
+Each function takes the "models" entries of report.json. Figures are drawn with
+matplotlib's object-oriented API on the Agg canvas, so nothing opens a window and
+the global pyplot state is left alone.
+"""
+
+import math
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _figure(width, height):
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def plot_stability(entries, path):
+    """Probability of the correct class against a diagonal shift, one panel per
+    model (a few images, thin; the mean, thick), plus the means side by side."""
+    panels = len(entries) + (len(entries) > 1)
+    figure = _figure(3.2 * panels, 3)
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    for ax, entry in zip(axes, entries, strict=False):
+        curves = entry["stability"]
+        for curve in curves["images"]:
+            ax.plot(curves["shifts"], curve, color="tab:blue", alpha=0.4, lw=1)
+        ax.plot(curves["shifts"], curves["mean"], color="black", lw=2.5, label="mean")
+        ax.set_title(entry["name"], fontsize=9)
+        ax.legend(loc="lower left", fontsize=8)
+    if len(entries) > 1:
+        for entry in entries:
+            curves = entry["stability"]
+            axes[-1].plot(curves["shifts"], curves["mean"], lw=2, label=entry["name"])
+        axes[-1].set_title("mean of each model", fontsize=9)
+        axes[-1].legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("diagonal shift (px)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("P(correct class)")
+    figure.savefig(path, dpi=100)
+
+
+def plot_equivariance(entry, path):
+    """One heat map per layer: distance from equivariance against the shift
+    (dy down, dx right), all on one colour scale (Zhang's Figure 4)."""
+    layers = entry["equivariance"]
+    columns = min(8, len(layers))
+    rows = math.ceil(len(layers) / columns)
+    figure = _figure(1.6 * columns + 0.8, 1.7 * rows + 0.5)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    top = max(max(np.max(layer["distance"]) for layer in layers), 1e-6)
+    for ax, layer in zip(axes.flat, layers, strict=False):
+        image = ax.imshow(layer["distance"], vmin=0, vmax=top, cmap="magma")
+        size = "x".join(map(str, layer["shape"][:-1])) or "1"
+        ax.set_title(f"{layer['name']}\n[{size}]", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.flat[len(layers) :]:
+        ax.axis("off")
+    figure.colorbar(image, ax=axes, shrink=0.6, label="cosine distance")
+    figure.suptitle(
+        f"{entry['name']}: distance between shift(F(x)) and F(shift(x)); "
+        "shift dy down, dx across, from 0",
+        fontsize=10,
+    )
+    figure.savefig(path, dpi=100)
+
+
+def plot_layer_means(entries, path):
+    """Mean distance from equivariance of each layer, input to output, per model."""
+    figure = _figure(7, 3.5)
+    ax = figure.subplots()
+    for entry in entries:
+        means = [layer["mean"] for layer in entry["equivariance"]]
+        ax.plot(range(len(means)), means, "o-", ms=3, label=entry["name"])
+    ax.set_xlabel("measured layer (input to output)")
+    ax.set_ylabel("mean cosine distance")
+    ax.set_title("distance from shift-equivariance per layer", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.savefig(path, dpi=100)
+
+
+def plot_consistency_accuracy(entries, path):
+    """Consistency against accuracy, one labelled point per model."""
+    figure = _figure(5, 4)
+    ax = figure.subplots()
+    for entry in entries:
+        ax.scatter(entry["accuracy"], entry["consistency"], s=30)
+        ax.annotate(
+            entry["name"],
+            (entry["accuracy"], entry["consistency"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
+    ax.set_xlabel("accuracy (unshifted)")
+    ax.set_ylabel("consistency")
+    ax.set_title("shift consistency against accuracy", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.margins(0.2)
+    figure.savefig(path, dpi=100)

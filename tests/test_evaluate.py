@@ -1,0 +1,217 @@
+"""The evaluate command: report fields, plots, per-layer equivariance, bad inputs."""
+
+import gzip
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_shiftinv import ops as si_ops
+
+pytestmark = pytest.mark.tf_only
+
+SIZE = 16
+MAX_SHIFT = 4
+IMAGES = 24
+DETAIL = 8
+CLASSES = 10
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class WrapPad(keras.layers.Layer):
+    """Circular padding by one pixel: a 3x3 VALID conv after it is exactly
+    equivariant to circular shifts."""
+
+    def call(self, x):
+        return si_ops.pad2d(x, ((1, 1), (1, 1)), "circular")
+
+    def compute_output_shape(self, shape):
+        return (shape[0], shape[1] + 2, shape[2] + 2, shape[3])
+
+
+def equivariant_model():
+    """Circular-padded stride-1 convolutions, global pooling: every layer commutes
+    with circular shifts, so the output is invariant."""
+    inputs = keras.Input((SIZE, SIZE, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    for filters in (4, 6):
+        x = WrapPad()(x)
+        x = keras.layers.Conv2D(filters, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="equivariant")
+
+
+def strided_model():
+    """Pointwise convolutions and 2x2 pooling at stride 2, outputting logits: exactly
+    equivariant to shifts that are multiples of each layer's stride, not to others."""
+    inputs = keras.Input((SIZE, SIZE, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 1, activation="relu")(x)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.Conv2D(6, 1, activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(CLASSES)(x)
+    return keras.Model(inputs, outputs, name="strided")
+
+
+def write_idx(folder, images, labels):
+    """Test split of an IDX data set (as MNIST is distributed) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in (
+        ("t10k-images-idx3-ubyte.gz", images),
+        ("t10k-labels-idx1-ubyte.gz", labels),
+    ):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(
+            int(d).to_bytes(4, "big") for d in array.shape
+        )
+        with gzip.open(folder / name, "wb") as f:
+            f.write(header + array.astype(np.uint8).tobytes())
+
+
+def random_images(count, size, seed=0):
+    """Smooth random blobs: structure at several scales, like small photographs."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((count, size // 4, size // 4))
+    images = np.kron(coarse, np.ones((4, 4))) + 0.5 * rng.random((count, size, size))
+    return (255 * images / images.max()).astype(np.uint8)
+
+
+def run_cli(argv, capsys):
+    from keras_shiftinv.cli import main
+
+    status = main(argv)
+    return status, capsys.readouterr()
+
+
+def test_report_on_two_models(tmp_path):
+    """One evaluation (the expensive part) checked from several sides."""
+    from keras_shiftinv.cli import main
+
+    root = tmp_path
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    write_idx(root / "data", random_images(IMAGES, SIZE), rng.integers(0, 10, IMAGES))
+    for model in (equivariant_model(), strided_model()):
+        model.save(root / f"{model.name}.keras")
+    argv = ["evaluate", "--dataset", "mnist", "--data-dir", str(root / "data")]
+    argv += ["--model", str(root / "equivariant.keras")]
+    argv += ["--model", str(root / "strided.keras")]
+    argv += ["--max-shift", str(MAX_SHIFT), "--samples", "2"]
+    argv += ["--images", str(IMAGES), "--detail-images", str(DETAIL)]
+    argv += ["--batch-size", "16", "--out", str(root / "report"), "--verbose", "0"]
+    assert main(argv) == 0
+    report = json.loads((root / "report" / "report.json").read_text())
+    check_fields(report, (root / "report" / "report.md").read_text())
+    check_plots(root / "report")
+    check_equivariant(report["models"][0])
+    check_strided(report["models"][1])
+
+
+def check_fields(report, markdown):
+    assert report["shift"] == "circular" and report["max_shift"] == MAX_SHIFT
+    assert (report["images"], report["detail_images"]) == (IMAGES, DETAIL)
+    assert [m["name"] for m in report["models"]] == ["equivariant", "strided"]
+    for entry in report["models"]:
+        for key in ("accuracy", "shifted_accuracy", "consistency"):
+            assert 0 <= entry[key] <= 1, key
+        # The variance of a probability is at most 1/4.
+        assert 0 <= entry["variation"] <= 0.25
+        stability = entry["stability"]
+        assert stability["shifts"] == list(range(MAX_SHIFT + 1))
+        curves = np.array(stability["images"])
+        assert curves.shape == (DETAIL, MAX_SHIFT + 1)
+        assert ((curves >= 0) & (curves <= 1)).all()
+        np.testing.assert_allclose(stability["mean"], curves.mean(0), rtol=1e-6)
+        assert entry["parameters"] > 0 and entry["seconds"] >= 0
+        for layer in entry["equivariance"]:
+            grid = np.array(layer["distance"])
+            assert grid.shape == (MAX_SHIFT + 1, MAX_SHIFT + 1)
+            assert ((grid >= 0) & (grid <= 2)).all()
+            assert grid[0, 0] == pytest.approx(0, abs=1e-6)
+            assert layer["mean"] == pytest.approx(grid.mean())
+    assert "| equivariant |" in markdown and "| strided |" in markdown
+
+
+def check_plots(report_dir):
+    names = ["stability", "equivariance_layers", "consistency_accuracy"]
+    names += ["equivariance_equivariant", "equivariance_strided"]
+    for name in names:
+        data = (report_dir / f"{name}.png").read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000, name
+
+
+def check_equivariant(entry):
+    layers = entry["equivariance"]
+    assert [layer["stride"] for layer in layers[:2]] == [[1, 1], [1, 1]]
+    for layer in layers:
+        np.testing.assert_allclose(layer["distance"], 0, atol=1e-5, err_msg=layer)
+    # An invariant output: the same class and probability under every shift.
+    assert entry["consistency"] == 1
+    assert entry["variation"] == pytest.approx(0, abs=1e-10)
+    curves = np.array(entry["stability"]["images"])
+    np.testing.assert_allclose(
+        curves, curves[:, :1].repeat(MAX_SHIFT + 1, 1), atol=1e-5
+    )
+
+
+def check_strided(entry):
+    """Exactly equivariant at shifts that are multiples of a layer's stride only."""
+    layers = {layer["name"]: layer for layer in entry["equivariance"]}
+    pool = layers["average_pooling2d"]
+    assert pool["stride"] == [2, 2] and layers["max_pooling2d"]["stride"] == [4, 4]
+    for layer in (pool, layers["max_pooling2d"]):
+        stride = layer["stride"][0]
+        grid = np.array(layer["distance"])
+        np.testing.assert_allclose(grid[::stride, ::stride], 0, atol=1e-5)
+        assert grid[1, 1] > 1e-3 and layer["mean"] > 1e-3
+        assert layer["mean_divisible"] == pytest.approx(0, abs=1e-5)
+    # Logits get a softmax: the last measured layer is the added one.
+    assert entry["equivariance"][-1]["shape"] == [CLASSES]
+
+
+def test_nested_model_is_measured_inside():
+    """A network behind a Rescaling layer (what the train command saves) is measured
+    layer by layer, with the same numbers as the network on rescaled images."""
+    from keras_shiftinv.evaluate import layer_equivariance
+
+    network = strided_model()
+    inputs = keras.Input((SIZE, SIZE, 1))
+    wrapped = keras.Model(inputs, network(keras.layers.Rescaling(255.0)(inputs)))
+    x = random_images(4, SIZE, seed=1)[..., None].astype("float32") / 255
+    outer = layer_equivariance(wrapped, x, max_shift=2)
+    inner = layer_equivariance(network, 255 * x, max_shift=2)
+    assert [layer["name"] for layer in outer] == [layer["name"] for layer in inner]
+    for a, b in zip(outer, inner, strict=True):
+        np.testing.assert_allclose(a["distance"], b["distance"], atol=1e-5)
+
+
+def test_cli_errors(tmp_path, capsys):
+    strided_model().save(tmp_path / "strided.keras")
+    model = str(tmp_path / "strided.keras")
+    write_idx(tmp_path / "data", random_images(4, SIZE), np.zeros(4, np.int64))
+    common = ["--dataset", "mnist", "--out", str(tmp_path / "out"), "--verbose", "0"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+    status, output = run_cli(
+        ["evaluate", "--model", str(notes), "--data-dir", str(tmp_path / "data")]
+        + common,
+        capsys,
+    )
+    assert status == 2 and "is not a Keras model file" in output.err
+
+    write_idx(tmp_path / "small", random_images(4, 12), np.zeros(4, np.int64))
+    status, output = run_cli(
+        ["evaluate", "--model", model, "--data-dir", str(tmp_path / "small")] + common,
+        capsys,
+    )
+    assert status == 2 and "are 12x12" in output.err and "takes 16x16" in output.err
+
+    status, output = run_cli(
+        ["evaluate", "--model", model, "--data-dir", str(tmp_path / "none")] + common,
+        capsys,
+    )
+    assert status == 2 and "IDX files not found" in output.err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,301 @@
+"""The layers every zoo model is made of, and the one place that decides how a
+variant downsamples.
+
+ResNet and VGG only say where the feature map halves (a strided conv, a max pool, a
+strided shortcut); `Builder` turns each of those places into the layers of the chosen
+variant, so both families share one implementation of every variant.
+"""
+
+import keras
+
+from keras_shiftinv import layers as si_layers
+from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+
+VARIANTS = ("baseline", "blur", "group", "conv3d", "aps")
+PADDINGS = ("zero", "circular")
+POLYPHASE_ORDERS = ("fixed", "aps")
+
+# Every model is channels_last, whatever keras.config says: the zoo's contract is
+# (height, width, channels) images, and TensorFlow's CPU convs need NHWC.
+DATA_FORMAT = "channels_last"
+
+
+def scale_width(channels, width_multiplier):
+    """`channels * width_multiplier`, rounded, at least 1."""
+    return max(1, round(channels * width_multiplier))
+
+
+def check_options(variant, padding, polyphase_order, width_multiplier, num_classes):
+    """Validates the options every zoo builder shares (clear `ValueError`s)."""
+    standardize_choice(variant, "variant", VARIANTS)
+    standardize_choice(padding, "padding", PADDINGS)
+    standardize_choice(polyphase_order, "polyphase_order", POLYPHASE_ORDERS)
+    if polyphase_order == "aps" and variant not in ("group", "conv3d"):
+        raise ValueError(
+            "`polyphase_order='aps'` applies to the variants 'group' and 'conv3d'. "
+            f"Received: variant={variant!r}"
+        )
+    if (
+        isinstance(width_multiplier, bool)
+        or not isinstance(width_multiplier, int | float)
+        or not width_multiplier > 0
+    ):
+        raise ValueError(
+            "`width_multiplier` must be a number > 0. "
+            f"Received: width_multiplier={width_multiplier!r}"
+        )
+    standardize_int(num_classes, "num_classes")
+
+
+def check_input_shape(input_shape, total_stride, variant, padding):
+    """A (height, width, channels) shape; with circular padding, the polyphase
+    variants need sizes divisible by `total_stride`, or the wrap-around would join
+    rows that are not neighbours and the exact invariance would be lost."""
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        input_shape = ()
+    if len(input_shape) != 3 or input_shape[-1] is None:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with a known number of "
+            f"channels. Received: input_shape={input_shape!r}"
+        )
+    if padding == "circular" and variant in ("group", "conv3d", "aps"):
+        for size in input_shape[:2]:
+            if size is not None and size % total_stride:
+                raise ValueError(
+                    f"With padding='circular' and variant={variant!r}, the input "
+                    f"height and width must be multiples of the model's total stride "
+                    f"{total_stride}. Received: input_shape={input_shape!r}; resize "
+                    f"or pad the images to a multiple of {total_stride}."
+                )
+    return input_shape
+
+
+class Builder:
+    """Makes the layers of one model in one variant.
+
+    Where the baseline halves the feature map, the variants put:
+
+    - a strided conv (k x k, stride 2, then BN and ReLU): "blur": the conv at
+      stride 1, BN, ReLU, `BlurPool2D`; "group"/"conv3d": `ShiftInvariantDown`
+      (kernel_size=k), BN, ReLU; "aps": the conv at stride 1, BN, ReLU,
+      `PolyphaseDown2D`.
+    - a max pool (p x p, stride 2): "blur": `MaxBlurPool2D(p)`; "group"/"conv3d":
+      `ShiftInvariantDown(kernel_size=3)`; "aps": a dense (stride 1) max pool, then
+      `PolyphaseDown2D`.
+    - a strided 1x1 shortcut (then BN): "blur": `BlurPool2D`, the 1x1 conv at
+      stride 1; "group"/"conv3d": `ShiftInvariantDown(kernel_size=1)`; "aps": the
+      blur (stride 1) and `PolyphaseGather2D` at the index the block's
+      `PolyphaseDown2D` chose, then the 1x1 conv at stride 1.
+
+    With `padding="circular"` every conv, pool and blur wraps around: a
+    `CircularPadding2D` then a "valid" layer. With zero padding, the convs use
+    "same" padding and the blurs pad with zeros (reflection would not fit the 1x1
+    and 2x2 maps of small models).
+
+    Args:
+        variant: one of `VARIANTS`.
+        padding: "zero" or "circular".
+        filt_size: taps of the blur filter of "blur" and "aps" (1: no blur).
+        polyphase_order: "fixed" or "aps", the offset order of
+            `ShiftInvariantDown` in "group" and "conv3d".
+    """
+
+    def __init__(self, variant, padding="zero", filt_size=4, polyphase_order="fixed"):
+        self.variant = standardize_choice(variant, "variant", VARIANTS)
+        self.padding = standardize_choice(padding, "padding", PADDINGS)
+        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.polyphase_order = standardize_choice(
+            polyphase_order, "polyphase_order", POLYPHASE_ORDERS
+        )
+
+    @property
+    def adaptive(self):
+        """Whether every downsampling picks its sampling grid from the data (APS)."""
+        return self.variant == "aps" or self.polyphase_order == "aps"
+
+    def pad(self, x, padding, name):
+        """Pads both spatial axes: `padding` is ((top, bottom), (left, right))."""
+        if all(p == (0, 0) for p in padding):
+            return x
+        if self.padding == "circular":
+            layer = si_layers.CircularPadding2D(
+                padding, data_format=DATA_FORMAT, name=name
+            )
+        else:
+            layer = keras.layers.ZeroPadding2D(
+                padding, data_format=DATA_FORMAT, name=name
+            )
+        return layer(x)
+
+    def conv(self, x, filters, kernel_size, name, strides=1, use_bias=False):
+        """A Conv2D whose output has ceil(size / strides) rows and columns."""
+        if self.padding == "circular":
+            pad = ((kernel_size - 1) // 2, kernel_size // 2)
+            x = self.pad(x, (pad, pad), f"{name}_pad")
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="valid" if self.padding == "circular" else "same",
+            use_bias=use_bias,
+            kernel_initializer="he_normal",
+            data_format=DATA_FORMAT,
+            name=name,
+        )(x)
+
+    def batch_norm(self, x, name):
+        return keras.layers.BatchNormalization(
+            axis=-1, momentum=0.9, epsilon=1e-5, name=name
+        )(x)
+
+    def conv_unit(
+        self,
+        x,
+        filters,
+        kernel_size,
+        prefix,
+        suffix="",
+        strides=1,
+        batch_norm=True,
+        relu=True,
+        antialias=True,
+    ):
+        """Conv, batch normalization (optional) and ReLU (optional), named
+        `{prefix}_conv{suffix}`, `_bn{suffix}`, `_relu{suffix}`.
+
+        With `strides=2` the unit halves the map in the builder's variant (the
+        downsampling layer is `{prefix}_down`), unless `antialias=False`, which
+        keeps the plain strided conv. Returns `(output, index)`: `index` is the
+        polyphase component "aps" kept (for the block's shortcut), else None.
+        """
+        if strides != 1 and antialias and self.variant in ("group", "conv3d"):
+            x = self._shift_invariant_down(x, filters, kernel_size, f"{prefix}_down")
+        else:
+            downsample = strides != 1 and antialias and self.variant != "baseline"
+            x = self.conv(
+                x,
+                filters,
+                kernel_size,
+                f"{prefix}_conv{suffix}",
+                strides=1 if downsample else strides,
+                use_bias=not batch_norm,
+            )
+        if batch_norm:
+            x = self.batch_norm(x, f"{prefix}_bn{suffix}")
+        if relu:
+            x = keras.layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
+        index = None
+        if strides != 1 and antialias and self.variant in ("blur", "aps"):
+            x, index = self._subsample(x, f"{prefix}_down")
+        return x, index
+
+    def max_pool(self, x, pool_size, name):
+        """Halves a map of ReLU outputs the way a `pool_size` max pool with
+        stride 2 would. The pads of the dense max pools of "blur" and "aps" may be
+        zeros because the inputs are >= 0."""
+        pad = ((pool_size - 1) // 2, pool_size // 2)
+        if self.variant in ("group", "conv3d"):
+            return self._shift_invariant_down(x, x.shape[-1], 3, name)
+        if self.variant == "baseline":
+            if self.padding == "circular":
+                x = self.pad(x, (pad, pad), f"{name}_pad")
+            return keras.layers.MaxPooling2D(
+                pool_size,
+                strides=2,
+                padding="valid" if self.padding == "circular" else "same",
+                data_format=DATA_FORMAT,
+                name=name,
+            )(x)
+        x = self.pad(x, (pad, pad), f"{name}_pad")
+        if self.variant == "blur":
+            return si_layers.MaxBlurPool2D(
+                pool_size,
+                filt_size=self.filt_size,
+                pad_mode=self.padding,
+                data_format=DATA_FORMAT,
+                name=name,
+            )(x)
+        x = keras.layers.MaxPooling2D(
+            pool_size, strides=1, data_format=DATA_FORMAT, name=name
+        )(x)
+        return self._subsample(x, f"{name}_down")[0]
+
+    def shortcut(self, x, filters, strides, prefix, index=None):
+        """The projection shortcut of a residual block: 1x1 conv and batch
+        normalization, halving the map like the block when `strides=2`. `index`
+        is the block's polyphase index in the "aps" variant."""
+        name = f"{prefix}_shortcut"
+        if strides != 1 and self.variant in ("group", "conv3d"):
+            x = self._shift_invariant_down(x, filters, 1, f"{name}_down")
+            return self.batch_norm(x, f"{name}_bn")
+        if strides != 1 and self.variant != "baseline":
+            if self.variant == "blur":
+                x = self._blur(x, 2, f"{name}_down")
+            else:
+                x = self._blur(x, 1, f"{name}_blur")
+                x = si_layers.PolyphaseGather2D(
+                    strides, data_format=DATA_FORMAT, name=f"{name}_down"
+                )([x, index])
+            strides = 1
+        x = self.conv(x, filters, 1, f"{name}_conv", strides=strides)
+        return self.batch_norm(x, f"{name}_bn")
+
+    def _blur(self, x, strides, name):
+        if self.filt_size == 1 and strides == 1:
+            return x
+        return si_layers.BlurPool2D(
+            self.filt_size,
+            strides=strides,
+            pad_mode=self.padding,
+            data_format=DATA_FORMAT,
+            name=name,
+        )(x)
+
+    def _subsample(self, x, name):
+        """The stride of "blur" and "aps": returns `(output, index or None)`."""
+        if self.variant == "blur":
+            return self._blur(x, 2, name), None
+        return si_layers.PolyphaseDown2D(
+            2,
+            filt_size=self.filt_size,
+            pad_mode=self.padding,
+            return_indices=True,
+            data_format=DATA_FORMAT,
+            name=name,
+        )(x)
+
+    def _shift_invariant_down(self, x, filters, kernel_size, name):
+        # No bias: a batch normalization follows, or the layer replaces a pool.
+        return si_layers.ShiftInvariantDown(
+            filters,
+            branch=self.variant,
+            kernel_size=kernel_size,
+            polyphase_order=self.polyphase_order,
+            pad_mode=self.padding,
+            use_bias=False,
+            data_format=DATA_FORMAT,
+            name=name,
+        )(x)
+
+
+def classifier(
+    x, num_classes, classifier_activation, hidden_units=(), flatten=False, dropout=0.5
+):
+    """Global average pooling (or flatten), optional hidden Dense+ReLU+Dropout
+    layers, the logits, then `classifier_activation` in float32 even under mixed
+    precision (layer "predictions")."""
+    if flatten:
+        x = keras.layers.Flatten(data_format=DATA_FORMAT, name="flatten")(x)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(
+            data_format=DATA_FORMAT, name="avg_pool"
+        )(x)
+    for i, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.layers.Activation(
+        classifier_activation or "linear", dtype="float32", name="predictions"
+    )(x)

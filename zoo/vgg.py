@@ -1,0 +1,190 @@
+"""VGG-11/13/16 (Simonyan & Zisserman, 2015) in every shift-invariance variant.
+
+All convs are 3x3 at stride 1; the five 2x2/2 max pools are the layers that halve the
+feature map (total stride 32), and each variant replaces them as
+`zoo.blocks.Builder` describes: "blur" -> `MaxBlurPool2D`, "group"/"conv3d" ->
+`ShiftInvariantDown(kernel_size=3)`, "aps" -> dense max pool then `PolyphaseDown2D`.
+With `padding="circular"` and `head="gap"`, "aps" and "group"/"conv3d" with
+`polyphase_order="aps"` are exactly invariant to circular shifts of the input (in
+inference mode) whose height and width are multiples of 32; the "fc" head flattens
+the map, which no shift-invariant backbone can make invariant.
+"""
+
+import keras
+
+from keras_shiftinv.layers.utils import standardize_choice
+from zoo.blocks import (
+    Builder,
+    check_input_shape,
+    check_options,
+    classifier,
+    scale_width,
+)
+
+HEADS = ("gap", "fc")
+FC_UNITS = 4096
+# Configurations A, B and D of the paper: conv widths, "M" for a max pool.
+VGGS = {
+    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg16": (
+        *(64, 64, "M", 128, 128, "M", 256, 256, 256, "M"),
+        *(512, 512, 512, "M", 512, 512, 512, "M"),
+    ),
+}
+
+
+def vgg(
+    arch,
+    variant="baseline",
+    num_classes=1000,
+    input_shape=(224, 224, 3),
+    include_top=True,
+    width_multiplier=1.0,
+    filt_size=4,
+    padding="zero",
+    polyphase_order="fixed",
+    batch_norm=True,
+    head="gap",
+    classifier_activation="softmax",
+    name=None,
+):
+    """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
+    check_options(variant, padding, polyphase_order, width_multiplier, num_classes)
+    standardize_choice(head, "head", HEADS)
+    if batch_norm not in (True, False):
+        raise ValueError(
+            f"`batch_norm` must be True or False. Received: batch_norm={batch_norm!r}"
+        )
+    input_shape = check_input_shape(input_shape, 32, variant, padding)
+    if include_top and head == "fc" and None in input_shape:
+        raise ValueError(
+            "head='fc' flattens the last feature map, so it needs a known height and "
+            f"width. Received: input_shape={input_shape!r}; use head='gap'."
+        )
+    builder = Builder(variant, padding, filt_size, polyphase_order)
+
+    inputs = keras.Input(input_shape, name="images")
+    x = inputs
+    block, conv = 1, 1
+    for layer in VGGS[arch]:
+        if layer == "M":
+            x = builder.max_pool(x, 2, f"block{block}_pool")
+            block, conv = block + 1, 1
+        else:
+            x, _ = builder.conv_unit(
+                x,
+                scale_width(layer, width_multiplier),
+                3,
+                f"block{block}",
+                str(conv),
+                batch_norm=batch_norm,
+            )
+            conv += 1
+
+    if include_top:
+        hidden = (scale_width(FC_UNITS, width_multiplier),) * 2 if head == "fc" else ()
+        x = classifier(
+            x, num_classes, classifier_activation, hidden, flatten=head == "fc"
+        )
+    return keras.Model(inputs, x, name=name or f"{arch}_{variant}")
+
+
+_DOC = """{title} in the shift-invariance variant `variant`.
+
+    The paper's configuration {config}. With `batch_norm=False` and `head="fc"` it
+    is the original network ({params} parameters with 1000 classes and 224x224
+    inputs); the default is batch normalization after every conv (the convs then
+    have no bias) and a global-average-pooling head. See the module docstring of
+    `zoo.vgg` for what each variant replaces.
+
+    Args:
+        variant: "baseline", "blur", "group", "conv3d" or "aps".
+        num_classes: number of classes of the classifier.
+        input_shape: (height, width, channels) of the float32 images (any scale:
+            the caller rescales). Height and width may be None with head="gap".
+        include_top: False returns the last feature map (no pooling, no classifier).
+        width_multiplier: scales every width (64 to 512, and the 4096 units of the
+            "fc" head), e.g. 1/16 for small models that train on a CPU.
+        filt_size: blur taps of "blur" and "aps" (1: no blur).
+        padding: "zero" or "circular" (every conv, pool and blur wraps around).
+        polyphase_order: "fixed" or "aps", the offset order of "group"/"conv3d".
+        batch_norm: batch normalization after every conv.
+        head: "gap" (global average pooling, then the classifier) or "fc" (flatten,
+            two 4096-unit ReLU layers with dropout 0.5, then the classifier).
+        classifier_activation: activation of the "predictions" layer (float32),
+            None for logits.
+        name: model name; default "{arch}_<variant>".
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    >>> model = zoo.{arch}(variant="blur", num_classes=10, input_shape=(32, 32, 3),
+    ...                    width_multiplier=1 / 8)
+    >>> model.output_shape
+    (None, 10)
+    """
+
+
+def vgg11(
+    variant="baseline",
+    num_classes=1000,
+    input_shape=(224, 224, 3),
+    include_top=True,
+    width_multiplier=1.0,
+    filt_size=4,
+    padding="zero",
+    polyphase_order="fixed",
+    batch_norm=True,
+    head="gap",
+    classifier_activation="softmax",
+    name=None,
+):
+    return vgg("vgg11", **locals())
+
+
+def vgg13(
+    variant="baseline",
+    num_classes=1000,
+    input_shape=(224, 224, 3),
+    include_top=True,
+    width_multiplier=1.0,
+    filt_size=4,
+    padding="zero",
+    polyphase_order="fixed",
+    batch_norm=True,
+    head="gap",
+    classifier_activation="softmax",
+    name=None,
+):
+    return vgg("vgg13", **locals())
+
+
+def vgg16(
+    variant="baseline",
+    num_classes=1000,
+    input_shape=(224, 224, 3),
+    include_top=True,
+    width_multiplier=1.0,
+    filt_size=4,
+    padding="zero",
+    polyphase_order="fixed",
+    batch_norm=True,
+    head="gap",
+    classifier_activation="softmax",
+    name=None,
+):
+    return vgg("vgg16", **locals())
+
+
+vgg11.__doc__ = _DOC.format(
+    title="VGG-11", config="A", params="132,863,336", arch="vgg11"
+)
+vgg13.__doc__ = _DOC.format(
+    title="VGG-13", config="B", params="133,047,848", arch="vgg13"
+)
+vgg16.__doc__ = _DOC.format(
+    title="VGG-16", config="D", params="138,357,544", arch="vgg16"
+)
