@@ -49,6 +49,7 @@ from keras_shiftinv.layers.utils import (
     standardize_int,
     standardize_pair,
 )
+from keras_shiftinv.metrics import shift_images
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (
@@ -202,32 +203,46 @@ def pipeline(
             )
         height, width = pad_to
 
-    def prepare(image, label):
-        image = tf.cast(image, tf.float32)
-        if image_size is not None:
-            image = tf.image.resize(image, image_size, antialias=True)
+    channels = spec.shape[2]
+
+    def resize(image, label):
+        return tf.image.resize(image, image_size, antialias=True), label
+
+    def prepare(images, labels, seed=None):
+        images = tf.cast(images, tf.float32)
         if pad_to is not None:
-            image = _pad_to(image, pad_to)
-        return tf.ensure_shape(image, (height, width, spec.shape[2])), tf.cast(
-            label, tf.int64
-        )
+            shape = tf.shape(images)
+            top, left = (pad_to[0] - shape[1]) // 2, (pad_to[1] - shape[2]) // 2
+            images = tf.pad(
+                images,
+                [
+                    [0, 0],
+                    [top, pad_to[0] - shape[1] - top],
+                    [left, pad_to[1] - shape[2] - left],
+                    [0, 0],
+                ],
+            )
+        if seed is not None:
+            images = _crop_flip(images, seed, crop_padding)
+        images = tf.ensure_shape(images, (None, height, width, channels))
+        return images, tf.cast(labels, tf.int64)
 
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(prepare, num_parallel_calls=_AUTOTUNE)
+    if image_size is not None:
+        ds = ds.map(resize, num_parallel_calls=_AUTOTUNE)
+    ds = ds.batch(batch_size)
     if training and augment == "crop_flip":
-        # One stateless seed per example from a seeded random stream: the
+        # One stateless seed per batch from a seeded random stream: the
         # augmentation is reproducible, and differs between epochs.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip(ds, seeds.batch(2))
         ds = ds.map(
-            lambda example, pair: (
-                _crop_flip(example[0], pair, crop_padding),
-                example[1],
-            ),
-            num_parallel_calls=_AUTOTUNE,
+            lambda batch, pair: prepare(*batch, pair), num_parallel_calls=_AUTOTUNE
         )
-    return ds.batch(batch_size).prefetch(_AUTOTUNE)
+    else:
+        ds = ds.map(prepare, num_parallel_calls=_AUTOTUNE)
+    return ds.prefetch(_AUTOTUNE)
 
 
 def ensure_fashion_mnist(data_dir=None, install=False):
@@ -630,18 +645,18 @@ def _load_tfds(name, split, data_dir):
     return ds, info
 
 
-def _pad_to(image, size):
-    shape = tf.shape(image)
-    top = (size[0] - shape[0]) // 2
-    left = (size[1] - shape[1]) // 2
-    return tf.pad(
-        image,
-        [[top, size[0] - shape[0] - top], [left, size[1] - shape[1] - left], [0, 0]],
+def _crop_flip(images, seed, padding):
+    """Per image: a random window of the image zero-padded by `padding`, then a
+    left-right flip with probability 1/2. The window at offset (oy, ox) is the
+    zero-filled shift by (padding - oy, padding - ox)."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    batch = tf.shape(images)[:1]
+    dy, dx = (
+        tf.random.stateless_uniform(
+            batch, s, minval=-padding, maxval=padding + 1, dtype=tf.int32
+        )
+        for s in (seeds[0], seeds[1])
     )
-
-
-def _crop_flip(image, seed, padding):
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
-    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
-    image = tf.image.stateless_random_crop(padded, tf.shape(image), seeds[0])
-    return tf.image.stateless_random_flip_left_right(image, seeds[1])
+    images = shift_images(images, dy, dx, mode="crop", pad_mode="zero")
+    flip = tf.random.stateless_uniform(batch, seeds[2]) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)

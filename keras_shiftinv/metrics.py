@@ -41,6 +41,7 @@ backend only.
 
 import dataclasses
 import itertools
+import weakref
 
 import keras
 import numpy as np
@@ -50,6 +51,8 @@ from keras_shiftinv.layers.utils import standardize_choice, standardize_int
 
 MODES = ("circular", "crop")
 PAD_MODES = ("reflect", "zero")
+
+_PREDICTORS = weakref.WeakKeyDictionary()
 
 
 def shift_images(images, dy, dx, mode="circular", pad_mode="reflect"):
@@ -395,6 +398,10 @@ def _batches(data, batch_size, max_batches):
         data = tf.data.Dataset.from_tensor_slices(data)
     spec = data.element_spec
     x_spec = spec[0] if isinstance(spec, tuple) else spec
+    if not isinstance(x_spec, tf.TensorSpec):
+        raise ValueError(
+            f"data must yield images x or tuples (x, y[, sample_weight]), got {spec}."
+        )
     if x_spec.shape.rank == 3:
         data = data.batch(batch_size)
     elif x_spec.shape.rank != 4:
@@ -419,12 +426,21 @@ def _batches(data, batch_size, max_batches):
 
 
 def _predictor(model, mode, pad_mode):
-    """Compiled `(x, y, shifts [B, S, 2]) -> (classes [B, S], label probs [B, S])`."""
+    """Compiled `(x, y, shifts [B, S, 2]) -> (classes [B, S], label probs [B, S])`.
+
+    One per model and shift mode, kept while the model lives, so a callback or an
+    evaluation calling the metrics again does not trace again.
+    """
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             "keras_shiftinv.metrics needs the TensorFlow backend, not "
             f"{keras.backend.backend()!r}."
         )
+    cache = _PREDICTORS.setdefault(model, {})
+    if (mode, pad_mode) in cache:
+        return cache[(mode, pad_mode)]
+    # A weak reference: the cached function must not keep its model alive.
+    model_ref = weakref.ref(model)
 
     @tf.function(reduce_retracing=True)
     def run(x, y, shifts):
@@ -433,14 +449,17 @@ def _predictor(model, mode, pad_mode):
         probs = tf.TensorArray(tf.float32, size=count)
         for k in tf.range(count):
             shifted = shift_images(x, shifts[:, k, 0], shifts[:, k, 1], mode, pad_mode)
-            out = tf.cast(model(shifted, training=False), tf.float32)
-            tf.debugging.assert_less(
+            out = tf.cast(model_ref()(shifted, training=False), tf.float32)
+            check = tf.debugging.assert_less(
                 y,
                 tf.shape(out, out_type=tf.int64)[-1],
                 message="Labels must be smaller than the number of model outputs",
             )
+            with tf.control_dependencies([check]):
+                label_probs = tf.gather(out, y, axis=1, batch_dims=1)
             classes = classes.write(k, tf.argmax(out, axis=-1))
-            probs = probs.write(k, tf.gather(out, y, axis=1, batch_dims=1))
+            probs = probs.write(k, label_probs)
         return tf.transpose(classes.stack()), tf.transpose(probs.stack())
 
+    cache[(mode, pad_mode)] = run
     return run

@@ -120,6 +120,29 @@ def test_parity_model_scores_its_exact_expectation(max_shift):
     assert sampled == pytest.approx(_same_parity_probability(max_shift), abs=0.04)
 
 
+@pytest.mark.parametrize(
+    "pad_mode, numpy_mode", [("reflect", "reflect"), ("zero", "constant")]
+)
+def test_crop_consistency_matches_numpy(pad_mode, numpy_mode):
+    x = _images(n=10)
+    grid = [(dy, dx) for dy in range(3) for dx in range(3)]
+    classes = np.array(
+        [
+            [
+                _parity_labels(_reference_shift(im, dy, dx, numpy_mode)[None])[0]
+                for dy, dx in grid
+            ]
+            for im in x
+        ]
+    )
+    expected = (classes[:, :, None] == classes[:, None, :]).mean()
+    score = metrics.shift_consistency(
+        _parity_model(), x, mode="crop", pad_mode=pad_mode, max_shift=3, samples="all"
+    )
+    assert score == pytest.approx(expected, abs=1e-12)
+    assert score not in (0.0, 1.0)
+
+
 def test_parity_model_per_pair_agreement_is_the_parity_of_the_draws():
     x = _images()
     rng = np.random.default_rng(5)
@@ -174,6 +197,9 @@ def test_data_forms_agree():
     assert limited.classes.shape == (12, 1)
     with pytest.raises(ValueError, match="needs labels"):
         metrics.classification_variation(model, x, max_shift=2)
+    as_dict = tf.data.Dataset.from_tensor_slices({"image": x, "label": y})
+    with pytest.raises(ValueError, match="must yield images"):
+        metrics.shift_consistency(model, as_dict)
 
 
 def test_consistency_is_reproducible_with_seed():

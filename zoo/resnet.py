@@ -100,7 +100,7 @@ def resnet(
     block_type, stage_blocks = RESNETS[arch]
     check_options(variant, padding, polyphase_order, width_multiplier, num_classes)
     standardize_choice(stem, "stem", STEMS)
-    if antialias_stem not in (True, False):
+    if not isinstance(antialias_stem, bool):
         raise ValueError(
             "`antialias_stem` must be True or False. "
             f"Received: antialias_stem={antialias_stem!r}"

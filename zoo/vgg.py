@@ -52,7 +52,7 @@ def vgg(
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
     check_options(variant, padding, polyphase_order, width_multiplier, num_classes)
     standardize_choice(head, "head", HEADS)
-    if batch_norm not in (True, False):
+    if not isinstance(batch_norm, bool):
         raise ValueError(
             f"`batch_norm` must be True or False. Received: batch_norm={batch_norm!r}"
         )

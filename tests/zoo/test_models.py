@@ -1,0 +1,160 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from keras_shiftinv import layers as si_layers
+from tests.zoo.utils import NUM_CLASSES, images, predict, small_model
+
+MODELS = zoo.list_models()
+POLYPHASE = ("group", "conv3d", "aps")
+
+
+def _check_model(model, x, tmp_path):
+    """Output shape, finite probabilities, `.keras` round trip, then one training
+    step that moves every trainable weight."""
+    y = predict(model, x)
+    assert y.shape == (len(x), NUM_CLASSES)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-5)
+
+    path = os.path.join(tmp_path, f"{model.name}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [layer.name for layer in loaded.layers] == [
+        layer.name for layer in model.layers
+    ]
+    np.testing.assert_allclose(predict(loaded, x), y, rtol=1e-5, atol=1e-6)
+
+    # Eager: one traced step of these graphs costs seconds and proves nothing more.
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss="sparse_categorical_crossentropy",
+        run_eagerly=True,
+    )
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    labels = np.arange(len(x)) % NUM_CLASSES
+    history = model.fit(x, labels, batch_size=len(x), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    unchanged = [
+        w.path
+        for w, old in zip(model.trainable_weights, before, strict=True)
+        if np.allclose(keras.ops.convert_to_numpy(w), old)
+    ]
+    assert not unchanged
+
+
+@pytest.mark.parametrize("variant", zoo.VARIANTS)
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_and_variant(name, variant, tmp_path):
+    _check_model(small_model(name, variant), images(), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("resnet18", {"variant": "aps", "padding": "circular"}),
+        (
+            "resnet18",
+            {"variant": "group", "padding": "circular", "polyphase_order": "aps"},
+        ),
+        ("resnet50", {"variant": "conv3d", "polyphase_order": "aps"}),
+        ("resnet18", {"variant": "blur", "padding": "circular"}),
+        ("resnet34", {"variant": "blur", "stem": "imagenet", "antialias_stem": True}),
+        ("vgg11", {"variant": "baseline", "padding": "circular", "batch_norm": False}),
+        ("vgg13", {"variant": "blur", "head": "fc", "filt_size": 3}),
+        ("vgg16", {"variant": "aps", "filt_size": 1}),
+    ],
+)
+def test_options(name, kwargs, tmp_path):
+    _check_model(small_model(name, **kwargs), images(), tmp_path)
+
+
+def _layer_types(model):
+    return {layer.name: type(layer) for layer in model.layers}
+
+
+@pytest.mark.parametrize(
+    "variant, down, shortcut",
+    [
+        ("blur", si_layers.BlurPool2D, si_layers.BlurPool2D),
+        ("group", "ShiftInvariantDown", "ShiftInvariantDown"),
+        ("conv3d", "ShiftInvariantDown", "ShiftInvariantDown"),
+        ("aps", "PolyphaseDown2D", "PolyphaseGather2D"),
+    ],
+)
+def test_resnet_downsampling_layers(variant, down, shortcut):
+    model = small_model("resnet18", variant, stem="imagenet", input_shape=(64, 64, 3))
+    types = {name: cls.__name__ for name, cls in _layer_types(model).items()}
+    down = down if isinstance(down, str) else down.__name__
+    shortcut = shortcut if isinstance(shortcut, str) else shortcut.__name__
+    for stage in (2, 3, 4):
+        assert types[f"stage{stage}_block1_down"] == down
+        assert types[f"stage{stage}_block1_shortcut_down"] == shortcut
+    pool = {"blur": "MaxBlurPool2D", "aps": "MaxPooling2D"}.get(variant, down)
+    assert types["stem_pool"] == pool
+    # The stem conv stays strided, except where the grid is chosen from the data.
+    assert ("stem_down" in types) == (variant == "aps")
+    assert model.get_layer("stage4_block2_out").output.shape == (None, 2, 2, 32)
+
+
+@pytest.mark.parametrize("variant", POLYPHASE)
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11"])
+def test_no_plain_stride_in_exact_variants(name, variant):
+    order = {} if variant == "aps" else {"polyphase_order": "aps"}
+    kwargs = {"stem": "imagenet"} if name.startswith("resnet") else {}
+    model = small_model(
+        name, variant, padding="circular", input_shape=(64, 64, 3), **kwargs, **order
+    )
+    strided = [
+        layer.name
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.MaxPooling2D)
+        and tuple(layer.strides) != (1, 1)
+    ]
+    assert not strided
+    not_wrapping = [
+        layer.name
+        for layer in model.layers
+        if getattr(layer, "padding", "valid") == "same"
+        or getattr(layer, "pad_mode", "circular") != "circular"
+        or isinstance(layer, keras.layers.ZeroPadding2D)
+    ]
+    assert not not_wrapping
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_include_top_false_gives_the_feature_map(name):
+    model = small_model(name, "blur", include_top=False)
+    total_stride = 8 if name.startswith("resnet") else 32
+    assert model.output_shape[1:3] == (32 // total_stride,) * 2
+
+
+def test_logits_and_float32_predictions_under_mixed_precision():
+    x = images()
+    logits = small_model("resnet18", "blur", classifier_activation=None)
+    probs = small_model("resnet18", "blur")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.softmax(predict(logits, x))),
+        predict(probs, x),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = small_model("vgg11", "blur")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.get_layer("block1_conv1").compute_dtype == "float16"
+    y = model(x)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11"])
+def test_unknown_input_size(name):
+    model = small_model(name, "blur", input_shape=(None, None, 3))
+    for size in (32, 48):
+        assert predict(model, images(2, size)).shape == (2, NUM_CLASSES)
