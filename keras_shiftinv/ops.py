@@ -120,3 +120,293 @@ def max_blur_pool2d(
     pool_size = standardize_pair(pool_size, "pool_size")
     x = ops.max_pool(x, pool_size, strides=1, padding="valid", data_format=data_format)
     return blur_pool2d(x, filt_size, strides, pad_mode, data_format)
+
+
+# Polyphase operations: offset subsampling, adaptive polyphase sampling (APS) and the
+# learned shift-invariant downsampling module. Index `dy * strides[1] + dx` names the
+# polyphase component `x[dy::strides[0], dx::strides[1]]` everywhere below.
+
+POLYPHASE_CRITERIA = ("l2", "l1", "linf")
+SHIFT_INVARIANT_BRANCHES = ("group", "conv3d")
+POLYPHASE_ORDERS = ("fixed", "aps")
+SHIFT_INVARIANT_PAD_MODES = ("zero", "circular")
+
+
+def pad_to_multiple(x, strides=2, pad_mode="zero", data_format=None):
+    """Pads the bottom/right of each spatial axis up to a multiple of its stride.
+
+    Sizes unknown when traced are padded by `stride - 1` and cropped back, so the
+    same values fill the new rows as with a known size.
+    """
+    data_format = standardize_data_format(data_format)
+    strides = standardize_pair(strides, "strides")
+    axes = spatial_axes(data_format)
+    sizes = [x.shape[axis] for axis in axes]
+    padding = [
+        (0, s - 1 if size is None else -size % s)
+        for size, s in zip(sizes, strides, strict=True)
+    ]
+    x = pad2d(x, padding, pad_mode, data_format)
+    for axis, size, s in zip(axes, sizes, strides, strict=True):
+        if size is None and s > 1:
+            x = _slice_axis(x, axis, 0, ops.shape(x)[axis] // s * s)
+    return x
+
+
+def offset_subsample(x, strides=2, pad_mode="zero", data_format=None):
+    """The polyphase components of each channel, stacked channel-major.
+
+    See `keras_shiftinv.layers.OffsetSubsample` for the definition.
+    """
+    data_format = standardize_data_format(data_format)
+    sy, sx = standardize_pair(strides, "strides")
+    x = pad_to_multiple(x, (sy, sx), pad_mode, data_format)
+    # (b, h, sy, w, sx, c) -> (b, h, w, c, sy, sx); (b, c, h, sy, w, sx) ->
+    # (b, c, sy, sx, h, w): the same permutation for both layouts.
+    x = ops.transpose(_phase_view(x, (sy, sx), data_format)[0], (0, 1, 3, 5, 2, 4))
+    _, a, b, c, d, e = ops.shape(x)
+    if data_format == "channels_last":
+        return ops.reshape(x, (-1, a, b, c * d * e))
+    return ops.reshape(x, (-1, a * b * c, d, e))
+
+
+def offset_subsample_inverse(y, strides=2, size=None, data_format=None):
+    """Undoes `offset_subsample`: interleaves the components back into an image.
+
+    Args:
+        y: the output of `offset_subsample`.
+        strides: the strides `y` was made with.
+        size: (height, width) of the original input, to remove the padding that
+            odd sizes received; None keeps every row and column.
+        data_format: "channels_last" or "channels_first".
+    """
+    data_format = standardize_data_format(data_format)
+    sy, sx = standardize_pair(strides, "strides")
+    components = sy * sx
+    channels = y.shape[channel_axis(data_format)]
+    if channels is not None and channels % components:
+        raise ValueError(
+            f"offset_subsample_inverse needs a channel count divisible by "
+            f"strides[0] * strides[1] = {components}. Received: {channels} channels"
+        )
+    if data_format == "channels_last":
+        _, h, w, cs = ops.shape(y)
+        y = ops.reshape(y, (-1, h, w, cs // components, sy, sx))
+        y = ops.transpose(y, (0, 1, 4, 2, 5, 3))
+        x = ops.reshape(y, (-1, h * sy, w * sx, cs // components))
+    else:
+        _, cs, h, w = ops.shape(y)
+        y = ops.reshape(y, (-1, cs // components, sy, sx, h, w))
+        y = ops.transpose(y, (0, 1, 4, 2, 5, 3))
+        x = ops.reshape(y, (-1, cs // components, h * sy, w * sx))
+    if size is None:
+        return x
+    for axis, stop in zip(spatial_axes(data_format), size, strict=True):
+        x = _slice_axis(x, axis, 0, stop)
+    return x
+
+
+def _phase_view(x, strides, data_format):
+    """`x` reshaped to (b, h/sy, sy, w/sx, sx, c) or (b, c, h/sy, sy, w/sx, sx),
+    and the two axes of (dy, dx)."""
+    sy, sx = strides
+    if data_format == "channels_last":
+        _, h, w, c = ops.shape(x)
+        return ops.reshape(x, (-1, h // sy, sy, w // sx, sx, c)), (2, 4)
+    _, c, h, w = ops.shape(x)
+    return ops.reshape(x, (-1, c, h // sy, sy, w // sx, sx)), (3, 5)
+
+
+def _components(x, strides, data_format):
+    sy, sx = strides
+    if data_format == "channels_last":
+        return [x[:, dy::sy, dx::sx, :] for dy in range(sy) for dx in range(sx)]
+    return [x[:, :, dy::sy, dx::sx] for dy in range(sy) for dx in range(sx)]
+
+
+def polyphase_index(x, strides=2, criterion="l2", data_format=None):
+    """Per sample, the index `dy * strides[1] + dx` of the component of largest norm.
+
+    Norms are computed in float32 (the squared norm for "l2"). Exact ties are broken
+    by the larger component sum, then by the lowest index: the sum follows the
+    content under a shift where a fixed index would not (a +-1 checkerboard keeps
+    its phase), and the last rule makes the choice deterministic.
+
+    Args:
+        x: a 4D tensor whose spatial sizes are multiples of `strides` (see
+            `pad_to_multiple`).
+        strides: an int or a pair of ints.
+        criterion: "l2", "l1" or "linf".
+        data_format: "channels_last" or "channels_first".
+
+    Returns:
+        An int32 tensor of shape (batch,).
+    """
+    data_format = standardize_data_format(data_format)
+    strides = standardize_pair(strides, "strides")
+    criterion = standardize_choice(criterion, "criterion", POLYPHASE_CRITERIA)
+    view, phase_axes = _phase_view(
+        ops.cast(ops.stop_gradient(x), "float32"), strides, data_format
+    )
+    axes = tuple(a for a in range(1, 6) if a not in phase_axes)
+    if criterion == "linf":
+        norms = ops.max(ops.abs(view), axis=axes)
+    else:
+        norms = ops.sum(ops.square(view) if criterion == "l2" else ops.abs(view), axes)
+    count = strides[0] * strides[1]
+    norms = ops.reshape(norms, (-1, count))
+    sums = ops.reshape(ops.sum(view, axis=axes), (-1, count))
+    best = norms == ops.max(norms, axis=1, keepdims=True)
+    sums = ops.where(best, sums, -np.inf)
+    best = ops.logical_and(best, sums == ops.max(sums, axis=1, keepdims=True))
+    order = ops.arange(count, dtype="int32")
+    return ops.min(ops.where(best, order, count), axis=1)
+
+
+def _select_component(x, index, strides, data_format):
+    index = ops.reshape(ops.cast(index, "int32"), (-1, 1, 1, 1))
+    components = _components(x, strides, data_format)
+    y = components[0]
+    for i, component in enumerate(components[1:], start=1):
+        y = ops.where(index == i, component, y)
+    return y
+
+
+def polyphase_gather(x, index, strides=2, data_format=None):
+    """Samples each image of `x` at its polyphase component `index`.
+
+    Odd sizes are first padded at the bottom/right by wrapping around.
+    See `keras_shiftinv.layers.PolyphaseGather2D`.
+    """
+    data_format = standardize_data_format(data_format)
+    strides = standardize_pair(strides, "strides")
+    x = pad_to_multiple(x, strides, "circular", data_format)
+    return _select_component(x, index, strides, data_format)
+
+
+def polyphase_down2d(
+    x, strides=2, criterion="l2", filt_size=1, pad_mode="circular", data_format=None
+):
+    """Adaptive polyphase sampling; returns `(y, index)`.
+
+    See `keras_shiftinv.layers.PolyphaseDown2D` for the definition.
+    """
+    data_format = standardize_data_format(data_format)
+    strides = standardize_pair(strides, "strides")
+    if standardize_int(filt_size, "filt_size") > 1:
+        x = blur_pool2d(
+            x,
+            filt_size=filt_size,
+            strides=1,
+            pad_mode=pad_mode,
+            data_format=data_format,
+        )
+    x = pad_to_multiple(x, strides, pad_mode, data_format)
+    index = polyphase_index(x, strides, criterion, data_format)
+    return _select_component(x, index, strides, data_format), index
+
+
+def _roll_back(x, shift, period, axis):
+    # Each sample rolled by its own -shift: one candidate roll per possible shift,
+    # picked with a mask, so that it stays differentiable on every backend.
+    y = x
+    for a in range(1, period):
+        y = ops.where(shift == a, ops.roll(x, -a, axis=axis), y)
+    return y
+
+
+def polyphase_roll(x, index, strides=2, data_format=None):
+    """Rolls each image circularly by (-dy, -dx) of its component `index`, so that
+    its chosen component becomes component 0."""
+    data_format = standardize_data_format(data_format)
+    sy, sx = standardize_pair(strides, "strides")
+    index = ops.reshape(ops.cast(index, "int32"), (-1, 1, 1, 1))
+    rows, cols = spatial_axes(data_format)
+    x = _roll_back(x, index // sx, sy, rows)
+    return _roll_back(x, index % sx, sx, cols)
+
+
+def _group_conv(x, kernel, strides):
+    # A kxk conv with groups=C over the C*S stacked components equals a depthwise
+    # conv of the full-resolution image with an (s*k)x(s*k) kernel and stride s:
+    # tap (s*ky + dy, s*kx + dx) is weight (ky, kx) of component (dy, dx). This
+    # skips the channel shuffle and runs as a native depthwise conv on every
+    # backend (a grouped conv goes through XLA on TensorFlow's CPU).
+    kh, kw, components, width = kernel.shape
+    sy, sx = strides
+    channels = x.shape[-1]
+    kernel = ops.reshape(kernel, (kh, kw, sy, sx, channels, width // channels))
+    kernel = ops.transpose(kernel, (0, 2, 1, 3, 4, 5))
+    kernel = ops.reshape(kernel, (kh * sy, kw * sx, channels, width // channels))
+    return ops.depthwise_conv(x, kernel, strides, "valid", "channels_last")
+
+
+def _offset_conv3d(x, kernel):
+    _, h, w, c = ops.shape(x)
+    x = ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c))
+    x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
+    x = ops.reshape(x, (-1, 4, h // 2, w // 2, c))
+    z = ops.conv(x, kernel, 1, "valid", "channels_last")
+    _, depth, h, w, filters = ops.shape(z)
+    z = ops.transpose(z, (0, 2, 3, 4, 1))
+    return ops.reshape(z, (-1, h, w, filters * depth))
+
+
+def check_branch_strides(branch, strides):
+    """Raises unless `strides` (a pair) suits `branch`: "conv3d" needs (2, 2)."""
+    if branch == "conv3d" and tuple(strides) != (2, 2):
+        raise ValueError(
+            "branch='conv3d' stacks the 4 components of a stride of 2. "
+            f"Received: strides={strides!r}"
+        )
+
+
+def shift_invariant_down(
+    x,
+    kernel,
+    pointwise_kernel,
+    bias=None,
+    branch="group",
+    strides=2,
+    polyphase_order="fixed",
+    pad_mode="zero",
+    data_format=None,
+):
+    """The learned shift-invariant downsampling module.
+
+    See `keras_shiftinv.layers.ShiftInvariantDown` for the definition and the
+    layouts of `kernel` (rank 4 for "group", rank 5 for "conv3d") and
+    `pointwise_kernel` (1, 1, features, filters).
+    """
+    data_format = standardize_data_format(data_format)
+    branch = standardize_choice(branch, "branch", SHIFT_INVARIANT_BRANCHES)
+    strides = standardize_pair(strides, "strides")
+    polyphase_order = standardize_choice(
+        polyphase_order, "polyphase_order", POLYPHASE_ORDERS
+    )
+    pad_mode = standardize_choice(pad_mode, "pad_mode", SHIFT_INVARIANT_PAD_MODES)
+    check_branch_strides(branch, strides)
+    if data_format == "channels_first":
+        x = ops.transpose(x, (0, 2, 3, 1))
+    x = pad_to_multiple(x, strides, pad_mode, "channels_last")
+    if polyphase_order == "aps":
+        index = polyphase_index(x, strides, "l2", "channels_last")
+        x = polyphase_roll(x, index, strides, "channels_last")
+    # 'same' padding of the components, done on the image: one row of a
+    # component is `stride` rows of the image.
+    kernel_size = kernel.shape[:2] if branch == "group" else kernel.shape[1:3]
+    padding = [
+        (s * ((k - 1) // 2), s * (k // 2))
+        for s, k in zip(strides, kernel_size, strict=True)
+    ]
+    x = pad2d(x, padding, pad_mode, "channels_last")
+    if branch == "group":
+        features = _group_conv(x, kernel, strides)
+    else:
+        features = _offset_conv3d(x, kernel)
+    y = ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
+    if bias is not None:
+        y = y + bias
+    if data_format == "channels_first":
+        y = ops.transpose(y, (0, 3, 1, 2))
+    return y

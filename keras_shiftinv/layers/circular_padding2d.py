@@ -1,0 +1,85 @@
+import keras
+
+from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.utils import (
+    check_input_shape,
+    spatial_axes,
+    standardize_data_format,
+    standardize_pair,
+)
+
+
+def _standardize_padding(padding):
+    if isinstance(padding, int) or (
+        isinstance(padding, tuple | list) and all(isinstance(p, int) for p in padding)
+    ):
+        rows, cols = standardize_pair(padding, "padding", minimum=0)
+        return ((rows, rows), (cols, cols))
+    try:
+        pairs = tuple(padding)
+    except TypeError:
+        pairs = ()
+    if len(pairs) != 2:
+        raise ValueError(
+            "`padding` must be an integer >= 0, a pair (rows, columns) or "
+            f"((top, bottom), (left, right)). Received: padding={padding!r}"
+        )
+    return tuple(standardize_pair(p, "padding", minimum=0) for p in pairs)
+
+
+@keras.saving.register_keras_serializable(package="keras_shiftinv")
+class CircularPadding2D(keras.layers.Layer):
+    """Wrap-around padding of the two spatial axes.
+
+    The rows added at the top are the last rows of the input, those at the bottom
+    its first rows, and likewise for the columns: the image is treated as a torus.
+    A convolution with `padding="valid"` after this layer is exactly equivariant to
+    circular shifts of its input, which zero padding (Keras' "same") is not near
+    the border; shift-invariance tests with circular shifts rely on it.
+
+    Args:
+        padding: an integer (the same on all four sides), a pair
+            `(rows, columns)` (symmetric) or `((top, bottom), (left, right))`;
+            each at most the size of the padded axis.
+        data_format: "channels_last" (default, from `keras.config`) or
+            "channels_first".
+
+    Input shape:
+        4D tensor `(batch, height, width, channels)` for "channels_last" or
+        `(batch, channels, height, width)` for "channels_first". Height and width
+        may be `None`.
+
+    Output shape:
+        4D tensor with `height + top + bottom` rows and
+        `width + left + right` columns.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 8, 8, 16))
+    >>> keras_shiftinv.layers.CircularPadding2D(1)(x).shape
+    (2, 10, 10, 16)
+    """
+
+    def __init__(self, padding=1, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _standardize_padding(padding)
+        self.data_format = standardize_data_format(data_format)
+
+    def build(self, input_shape):
+        check_input_shape(self, input_shape, need_channels=False)
+
+    def call(self, inputs):
+        return si_ops.pad2d(inputs, self.padding, "circular", self.data_format)
+
+    def compute_output_shape(self, input_shape):
+        check_input_shape(self, input_shape, need_channels=False)
+        shape = list(input_shape)
+        for axis, pad in zip(spatial_axes(self.data_format), self.padding, strict=True):
+            if shape[axis] is not None:
+                shape[axis] += sum(pad)
+        return tuple(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"padding": self.padding, "data_format": self.data_format})
+        return config

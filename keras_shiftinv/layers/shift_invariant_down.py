@@ -1,0 +1,200 @@
+import math
+
+import keras
+
+from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.utils import (
+    channel_axis,
+    check_input_shape,
+    downsampled_size,
+    spatial_axes,
+    standardize_choice,
+    standardize_data_format,
+    standardize_int,
+    standardize_pair,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_shiftinv")
+class ShiftInvariantDown(keras.layers.Layer):
+    """Learned downsampling that keeps every offset: a drop-in for a strided conv.
+
+    The module of "Making CNN Shift Invariant Again and Again" (sections 3.2-3.5):
+    1. `OffsetSubsample`: the `S = strides[0] * strides[1]` polyphase components
+       of each input channel are stacked (4 for strides 2: nothing is dropped);
+    2. branch "group": a `kernel_size` convolution with `groups = C_in` over the
+       `S * C_in` stacked channels, one group per input channel, with
+       `L = lcm(C_in, filters)` output channels (`L / C_in` per group); or branch
+       "conv3d" (strides 2 only): the stack seen as `(4 offsets, H/2, W/2, C_in)`
+       and a Conv3D with kernel `(3, kernel_size, kernel_size)`, valid along the
+       offsets (depth 4 -> 2) and "same" spatially, giving `2 * filters` channels;
+    3. a 1x1 convolution to `filters` channels, plus the bias.
+    There is no activation inside. Spatial padding of the convolution is that of
+    the components ("same": `(k - 1) // 2` before, `k // 2` after) with zeros or,
+    with `pad_mode="circular"`, by wrapping around. Odd sizes are first padded at
+    the bottom/right with `pad_mode`.
+
+    `polyphase_order="aps"` first rolls each image circularly by `(-a, -b)`, where
+    `x[a::s, b::s]` is its component of largest L2 norm (ties as in
+    `PolyphaseDown2D`), so the stack starts at that component and the components
+    stay spatially aligned. With `pad_mode="circular"` the module is then exactly
+    equivariant to circular shifts of its input: shifting the input shifts the
+    output, and global pooling after it is invariant. `"fixed"` keeps the order
+    of step 1 and is not.
+
+    Weights, in a fixed layout (with `kh, kw = kernel_size`, `M = L // C_in`):
+    - `kernel`: for "group" `(kh, kw, S, L)`, the kernel of a Keras
+      `Conv2D(L, kernel_size, groups=C_in)` applied to step 1's output:
+      `kernel[i, j, dy * strides[1] + dx, g * M + m]` weights component
+      `(dy, dx)` of input channel `g` for output channel `g * M + m`. For "conv3d"
+      `(3, kh, kw, C_in, filters)`, a Keras Conv3D kernel whose depth runs over
+      the components in the order `dy * 2 + dx`; output depth `d` of filter `f`
+      becomes channel `f * 2 + d`.
+    - `pointwise_kernel`: `(1, 1, L or 2 * filters, filters)`; `bias`:
+      `(filters,)` when `use_bias`. A bias on step 2 would be absorbed by the
+      1x1 convolution, so there is none.
+
+    The group convolution is computed as a depthwise convolution of the image
+    with an `(s * kh) x (s * kw)` kernel and stride `s`, which is the same sum
+    without the channel shuffle and without grouped convolutions (slow on
+    TensorFlow's CPU); see BENCHMARKS.md.
+
+    Args:
+        filters: number of output channels, an integer >= 1.
+        branch: "group" (default) or "conv3d".
+        kernel_size: an integer or a pair, the spatial size of the step-2
+            kernel.
+        strides: an integer or a pair of integers >= 1; "conv3d" needs 2.
+        polyphase_order: "fixed" (default) or "aps".
+        pad_mode: "zero" (default) or "circular".
+        use_bias: whether the 1x1 convolution has a bias.
+        kernel_initializer: initializer of both kernels (default "he_normal").
+        kernel_regularizer: regularizer of both kernels.
+        data_format: "channels_last" (default, from `keras.config`) or
+            "channels_first".
+
+    Input shape:
+        4D tensor `(batch, height, width, channels)` for "channels_last" or
+        `(batch, channels, height, width)` for "channels_first". Height and width
+        may be `None`; the channels must be known.
+
+    Output shape:
+        4D tensor with `ceil(height / strides[0])` rows,
+        `ceil(width / strides[1])` columns and `filters` channels.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 32, 32, 64))
+    >>> keras_shiftinv.layers.ShiftInvariantDown(128)(x).shape
+    (2, 16, 16, 128)
+
+    Reference:
+        - Making CNN Shift Invariant Again and Again (sections 3.2 to 3.5).
+        - [Chaman & Dokmanic, Truly Shift-Invariant Convolutional Neural
+          Networks, CVPR 2021](https://arxiv.org/abs/2011.14214) for "aps".
+    """
+
+    def __init__(
+        self,
+        filters,
+        branch="group",
+        kernel_size=3,
+        strides=2,
+        polyphase_order="fixed",
+        pad_mode="zero",
+        use_bias=True,
+        kernel_initializer="he_normal",
+        kernel_regularizer=None,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = standardize_int(filters, "filters")
+        self.branch = standardize_choice(
+            branch, "branch", si_ops.SHIFT_INVARIANT_BRANCHES
+        )
+        self.kernel_size = standardize_pair(kernel_size, "kernel_size")
+        self.strides = standardize_pair(strides, "strides")
+        si_ops.check_branch_strides(self.branch, self.strides)
+        self.polyphase_order = standardize_choice(
+            polyphase_order, "polyphase_order", si_ops.POLYPHASE_ORDERS
+        )
+        self.pad_mode = standardize_choice(
+            pad_mode, "pad_mode", si_ops.SHIFT_INVARIANT_PAD_MODES
+        )
+        self.use_bias = standardize_choice(use_bias, "use_bias", (False, True))
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.data_format = standardize_data_format(data_format)
+
+    def build(self, input_shape):
+        channels = check_input_shape(self, input_shape)
+        kh, kw = self.kernel_size
+        if self.branch == "group":
+            features = math.lcm(channels, self.filters)
+            shape = (kh, kw, self.strides[0] * self.strides[1], features)
+        else:
+            features = 2 * self.filters
+            shape = (3, kh, kw, channels, self.filters)
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=shape,
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.pointwise_kernel = self.add_weight(
+            name="pointwise_kernel",
+            shape=(1, 1, features, self.filters),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def call(self, inputs):
+        return si_ops.shift_invariant_down(
+            inputs,
+            self.kernel,
+            self.pointwise_kernel,
+            self.bias,
+            self.branch,
+            self.strides,
+            self.polyphase_order,
+            self.pad_mode,
+            self.data_format,
+        )
+
+    def compute_output_shape(self, input_shape):
+        check_input_shape(self, input_shape, need_channels=False)
+        shape = list(input_shape)
+        for axis, stride in zip(
+            spatial_axes(self.data_format), self.strides, strict=True
+        ):
+            shape[axis] = downsampled_size(shape[axis], stride)
+        shape[channel_axis(self.data_format)] = self.filters
+        return tuple(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "branch": self.branch,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "polyphase_order": self.polyphase_order,
+                "pad_mode": self.pad_mode,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "data_format": self.data_format,
+            }
+        )
+        return config

@@ -1,0 +1,260 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_shiftinv.layers import ShiftInvariantDown
+from tests.helpers import input_gradient, run_layer_test
+from tests.layers import reference, reference_polyphase
+
+SHIFTS = [(dy, dx) for dy in range(4) for dx in range(4)]
+# Random initializers compile anew for every kernel shape on JAX (seconds each):
+# the tests build with constant kernels and then assign NumPy random values.
+ONES = keras.initializers.serialize(keras.initializers.Ones())
+
+
+def _weights(layer):
+    weights = [keras.ops.convert_to_numpy(w) for w in layer.weights]
+    return weights if layer.use_bias else [*weights, None]
+
+
+def _randomize(layer, seed):
+    rng = np.random.default_rng(seed)
+    for w in layer.weights:
+        w.assign(rng.standard_normal(w.shape).astype("float32"))
+
+
+def _check_against_numpy(x, data_format="channels_last", seed=0, **kwargs):
+    layer = ShiftInvariantDown(
+        kernel_initializer=ONES, data_format=data_format, **kwargs
+    )
+    x_in = reference.to_format(x, data_format)
+    layer.build(x_in.shape)
+    _randomize(layer, seed)
+    y = reference.to_last(keras.ops.convert_to_numpy(layer(x_in)), data_format)
+    expected = reference_polyphase.shift_invariant_down(
+        x,
+        *_weights(layer),
+        layer.branch,
+        layer.strides,
+        layer.polyphase_order,
+        layer.pad_mode,
+    )
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "channels, filters, kernel_size, strides, size",
+    [
+        (3, 4, 3, (2, 2), (8, 8)),  # lcm(3, 4) = 12: 4 outputs per group
+        (4, 2, 2, (2, 2), (7, 9)),  # 2 divides 4: 1 output per group; odd sizes;
+        # even kernel: padding 0 before, 1 after
+        (2, 5, (1, 3), (3, 2), (9, 6)),  # 6 components, lcm(2, 5) = 10
+    ],
+)
+@pytest.mark.parametrize("pad_mode", ["zero", "circular"])
+@pytest.mark.parametrize("polyphase_order", ["fixed", "aps"])
+def test_group_branch_matches_numpy(
+    channels, filters, kernel_size, strides, size, pad_mode, polyphase_order
+):
+    x = np.random.default_rng(1).standard_normal((3, *size, channels))
+    _check_against_numpy(
+        x.astype("float32"),
+        filters=filters,
+        branch="group",
+        kernel_size=kernel_size,
+        strides=strides,
+        polyphase_order=polyphase_order,
+        pad_mode=pad_mode,
+    )
+
+
+@pytest.mark.parametrize(
+    "channels, filters, kernel_size, size",
+    [(3, 4, 3, (8, 6)), (2, 3, (2, 1), (5, 7))],
+)
+@pytest.mark.parametrize("pad_mode", ["zero", "circular"])
+@pytest.mark.parametrize("polyphase_order", ["fixed", "aps"])
+def test_conv3d_branch_matches_numpy(
+    channels, filters, kernel_size, size, pad_mode, polyphase_order
+):
+    x = np.random.default_rng(2).standard_normal((3, *size, channels))
+    _check_against_numpy(
+        x.astype("float32"),
+        filters=filters,
+        branch="conv3d",
+        kernel_size=kernel_size,
+        polyphase_order=polyphase_order,
+        pad_mode=pad_mode,
+    )
+
+
+@pytest.mark.parametrize("branch", ["group", "conv3d"])
+def test_channels_first_matches_numpy(branch):
+    x = np.random.default_rng(3).standard_normal((2, 7, 6, 3)).astype("float32")
+    _check_against_numpy(
+        x, "channels_first", filters=4, branch=branch, polyphase_order="aps"
+    )
+
+
+@pytest.mark.parametrize("branch", ["group", "conv3d"])
+def test_weight_layout(branch):
+    layer = ShiftInvariantDown(
+        10, branch, kernel_size=(3, 1), use_bias=False, kernel_initializer=ONES
+    )
+    layer.build((None, 8, 8, 4))
+    features = math.lcm(4, 10) if branch == "group" else 20
+    kernel = (3, 1, 4, features) if branch == "group" else (3, 3, 1, 4, 10)
+    assert [tuple(w.shape) for w in layer.trainable_weights] == [
+        kernel,
+        (1, 1, features, 10),
+    ]
+
+
+@pytest.mark.parametrize("branch", ["group", "conv3d"])
+def test_aps_with_circular_padding_is_exactly_invariant(branch):
+    x = np.random.default_rng(4).standard_normal((2, 12, 12, 3)).astype("float32")
+    layer = ShiftInvariantDown(
+        4,
+        branch,
+        polyphase_order="aps",
+        pad_mode="circular",
+        use_bias=False,
+        kernel_initializer=ONES,
+    )
+    layer.build(x.shape)
+    _randomize(layer, 4)
+    pooled = keras.ops.convert_to_numpy(layer(x)).mean(axis=(1, 2))
+    for dy, dx in SHIFTS:
+        y = keras.ops.convert_to_numpy(layer(np.roll(x, (dy, dx), axis=(1, 2))))
+        np.testing.assert_allclose(y.mean(axis=(1, 2)), pooled, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("branch", ["group", "conv3d"])
+def test_fixed_order_is_not_invariant(branch):
+    x = np.random.default_rng(4).standard_normal((2, 12, 12, 3)).astype("float32")
+    layer = ShiftInvariantDown(
+        4, branch, pad_mode="circular", use_bias=False, kernel_initializer=ONES
+    )
+    layer.build(x.shape)
+    _randomize(layer, 4)
+    pooled = keras.ops.convert_to_numpy(layer(x)).mean(axis=(1, 2))
+    changes = [
+        np.abs(
+            keras.ops.convert_to_numpy(layer(np.roll(x, shift, axis=(1, 2)))).mean(
+                axis=(1, 2)
+            )
+            - pooled
+        ).max()
+        for shift in SHIFTS
+    ]
+    # Even shifts only roll the components: invariant. Odd ones reorder them.
+    assert max(changes[0], changes[2], changes[8], changes[10]) < 1e-4
+    assert min(changes[1], changes[4], changes[5]) > 1e-2
+
+
+@pytest.mark.parametrize("branch", ["group", "conv3d"])
+@pytest.mark.parametrize("polyphase_order", ["fixed", "aps"])
+def test_gradient_reaches_every_input_element(branch, polyphase_order):
+    x = np.random.default_rng(5).standard_normal((2, 7, 8, 3)).astype("float32")
+    layer = ShiftInvariantDown(
+        4, branch, polyphase_order=polyphase_order, kernel_initializer=ONES
+    )
+    layer.build(x.shape)
+    _randomize(layer, 5)
+    grad = input_gradient(layer, x)
+    assert grad.shape == x.shape
+    assert np.all(np.abs(grad) > 1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, data_format",
+    [
+        (
+            {"branch": "group", "polyphase_order": "aps", "pad_mode": "circular"},
+            "channels_last",
+        ),
+        ({"branch": "conv3d"}, "channels_first"),
+    ],
+)
+def test_layer_contract(kwargs, data_format, tmp_path):
+    shape = (2, 9, 8, 3) if data_format == "channels_last" else (2, 3, 9, 8)
+    expected = (2, 5, 4, 4) if data_format == "channels_last" else (2, 4, 5, 4)
+    run_layer_test(
+        ShiftInvariantDown,
+        {
+            "filters": 4,
+            "kernel_size": 3,
+            "kernel_initializer": ONES,
+            "data_format": data_format,
+            **kwargs,
+        },
+        shape,
+        expected,
+        tmp_path,
+    )
+
+
+def test_regularizer_and_initializer_apply_to_both_kernels():
+    layer = ShiftInvariantDown(
+        4, kernel_initializer="ones", kernel_regularizer=keras.regularizers.L2(0.5)
+    )
+    layer.build((None, 8, 8, 2))
+    kernels = [keras.ops.convert_to_numpy(w) for w in layer.weights[:2]]
+    assert all(np.all(k == 1) for k in kernels)
+    expected = sum(0.5 * k.size for k in kernels)
+    np.testing.assert_allclose(sum(float(v) for v in layer.losses), expected)
+    config = ShiftInvariantDown.from_config(layer.get_config()).get_config()
+    assert config == layer.get_config()
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"filters": 0}, "filters"),
+        ({"filters": 4, "branch": "dense"}, "branch"),
+        ({"filters": 4, "kernel_size": 0}, "kernel_size"),
+        ({"filters": 4, "strides": 0}, "strides"),
+        ({"filters": 4, "branch": "conv3d", "strides": 3}, "strides"),
+        ({"filters": 4, "polyphase_order": "random"}, "polyphase_order"),
+        ({"filters": 4, "pad_mode": "reflect"}, "pad_mode"),
+        ({"filters": 4, "use_bias": "yes"}, "use_bias"),
+        ({"filters": 4, "data_format": "NHWC"}, "data_format"),
+    ],
+)
+def test_bad_arguments_name_themselves(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ShiftInvariantDown(**kwargs)
+
+
+def test_bad_inputs_give_clear_errors():
+    with pytest.raises(ValueError, match="rank-4"):
+        ShiftInvariantDown(4)(np.zeros((2, 8, 8), "float32"))
+    with pytest.raises(ValueError, match="channels"):
+        ShiftInvariantDown(4).build((None, 8, 8, None))
+    with pytest.raises(ValueError, match="circular"):
+        layer = ShiftInvariantDown(
+            4, kernel_size=5, pad_mode="circular", kernel_initializer=ONES
+        )
+        layer(np.zeros((1, 2, 8, 2), "float32"))
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("branch", ["group", "conv3d"])
+@pytest.mark.parametrize("pad_mode", ["zero", "circular"])
+def test_unknown_sizes_in_a_traced_function(branch, pad_mode):
+    # A serving signature leaves height and width unknown until run time; odd
+    # sizes then take the padding path that does not know them.
+    import tensorflow as tf
+
+    layer = ShiftInvariantDown(
+        4, branch, polyphase_order="aps", pad_mode=pad_mode, kernel_initializer=ONES
+    )
+    x = np.random.default_rng(6).standard_normal((2, 9, 7, 3)).astype("float32")
+    layer.build(x.shape)
+    _randomize(layer, 6)
+    traced = tf.function(
+        layer, input_signature=[tf.TensorSpec((None, None, None, 3), "float32")]
+    )
+    np.testing.assert_allclose(traced(x).numpy(), layer(x).numpy(), atol=1e-5)
