@@ -66,6 +66,9 @@ def add_train_parser(subparsers):
     _train_option(
         data, "--validation-split", "part of the training split held out", type=float
     )
+    _train_option(
+        data, "--test-split", "split of the final evaluation (e.g. validation)"
+    )
     _train_option(data, "--train-subset", "train on this many examples", type=int)
     _train_option(data, "--test-subset", "test on this many examples", type=int)
     data.add_argument(

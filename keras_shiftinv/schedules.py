@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_shiftinv.layers.utils import standardize_int
+from keras_shiftinv.layers.utils import standardize_int, standardize_number
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
@@ -26,6 +26,7 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, peak_lr, total_steps, warmup_steps):
+        standardize_number(peak_lr, "peak_lr", 0)
         standardize_int(total_steps, "total_steps")
         standardize_int(warmup_steps, "warmup_steps", minimum=0)
         if warmup_steps >= total_steps:

@@ -20,6 +20,7 @@ and every other worker writes the same files to `RUN_DIR/worker-<index>/`.
 
 import csv
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -29,7 +30,11 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+from keras_shiftinv.layers.utils import (
+    standardize_choice,
+    standardize_int,
+    standardize_number,
+)
 from keras_shiftinv.schedules import CyclicLR
 
 STRATEGIES = ("auto", "mirrored", "multiworker", "default")
@@ -76,6 +81,8 @@ class TrainConfig:
         validation_split: fraction of the training split held out for validation
             (best-model selection and the consistency callback); the test split is
             only used for the final summary.
+        test_split: the split of the final evaluation ("validation" for data sets
+            without a test split, or a slice such as "train[90%:]").
         train_subset: use only this many training examples (quick runs).
         test_subset: evaluate on only this many test examples.
         consistency_images: validation images the per-epoch consistency uses.
@@ -108,6 +115,7 @@ class TrainConfig:
     out: str | None = None
     strategy: str = "auto"
     validation_split: float = 0.1
+    test_split: str = "test"
     train_subset: int | None = None
     test_subset: int | None = None
     consistency_images: int = 1000
@@ -130,12 +138,12 @@ class TrainConfig:
         for name in ("train_subset", "test_subset", "image_size"):
             if getattr(self, name) is not None:
                 standardize_int(getattr(self, name), name)
-        _check_range(self.validation_split, "validation_split", 0.0, 1.0)
-        _check_range(self.warmup_fraction, "warmup_fraction", 0.0, 1.0)
-        _check_range(self.weight_decay, "weight_decay", 0.0, math.inf, closed=True)
-        _check_range(self.width_multiplier, "width_multiplier", 0.0, math.inf)
+        standardize_number(self.validation_split, "validation_split", 0, 1)
+        standardize_number(self.warmup_fraction, "warmup_fraction", 0, 1)
+        standardize_number(self.weight_decay, "weight_decay", 0, closed=True)
+        standardize_number(self.width_multiplier, "width_multiplier", 0)
         if self.lr is not None:
-            _check_range(self.lr, "lr", 0.0, math.inf)
+            standardize_number(self.lr, "lr", 0)
         if self.dataset == "folder" and not self.data_dir:
             raise ValueError(
                 "`dataset='folder'` needs `data_dir`, a folder with "
@@ -150,15 +158,6 @@ class TrainConfig:
     def run_dir(self):
         return self.out or os.path.join(
             "runs", f"{self.model}-{self.variant}-{self.dataset}"
-        )
-
-
-def _check_range(value, name, low, high, closed=False):
-    inside = low <= value <= high if closed else low < value < high
-    if isinstance(value, bool) or not isinstance(value, int | float) or not inside:
-        bounds = f"[{low}, {high}]" if closed else f"({low}, {high})"
-        raise ValueError(
-            f"`{name}` must be a number in {bounds}. Received: {name}={value!r}"
         )
 
 
@@ -368,11 +367,6 @@ def plot_log(rows, path):
     plt.close(fig)
 
 
-def _take_examples(ds, start, count):
-    ds = ds.skip(start) if start else ds
-    return ds.take(count) if count is not None else ds
-
-
 def _shardable(ds):
     # In-memory and generator data sets have no files to shard by: split by element.
     options = tf.data.Options()
@@ -387,22 +381,31 @@ def make_datasets(config):
     batched float32 images with raw pixel values and int64 labels."""
     from keras_shiftinv import data
 
-    if config.dataset == "fashion_mnist" and config.data_dir is None:
-        data.ensure_fashion_mnist(install=config.install_data)
-    train_full, info = data.load(config.dataset, "train", data_dir=config.data_dir)
-    test_full, test_info = data.load(config.dataset, "test", data_dir=config.data_dir)
+    if config.dataset == "fashion_mnist":
+        data.ensure_fashion_mnist(config.data_dir, install=config.install_data)
+    # Folders of differently sized images are resized as they are read.
+    resize = {"image_size": config.image_size} if config.dataset == "folder" else {}
+    train_full, info = data.load(config.dataset, "train", config.data_dir, **resize)
+    test_full, test_info = data.load(
+        config.dataset, config.test_split, config.data_dir, **resize
+    )
     height, width, channels = info.image_shape
-    pad_to = None
-    if config.image_size is None and (height, width) == (28, 28):
-        pad_to = 32
-    size = config.image_size or pad_to or height
     if config.image_size is None and (height is None or width is None):
         raise ValueError(
             f"the images of {config.dataset!r} differ in size: give image_size "
             "(--image-size) to resize them."
         )
-    input_shape = (size, config.image_size or pad_to or width, channels)
+    # 28x28 (MNIST-like) images are padded to 32x32, which the CIFAR stem halves
+    # down to 4x4 without odd sizes.
+    pad_to = 32 if config.image_size is None and (height, width) == (28, 28) else None
+    size = config.image_size or pad_to
+    input_shape = (size or height, size or width, channels)
 
+    if info.num_examples is None:
+        raise ValueError(
+            f"the size of the training split of {config.dataset!r} is unknown, so "
+            "it cannot be split for validation."
+        )
     n_val = int(config.validation_split * info.num_examples)
     n_train = info.num_examples - n_val
     if config.train_subset is not None:
@@ -412,26 +415,26 @@ def make_datasets(config):
             f"{config.dataset!r} has {info.num_examples} training examples: too few "
             f"for validation_split={config.validation_split}."
         )
-    n_test = test_info.num_examples
-    if config.test_subset is not None:
-        n_test = min(n_test, config.test_subset)
 
     def batches(ds, training):
         ds = data.pipeline(
             ds,
             config.batch_size,
             training=training,
-            augment=config.augment if training else "none",
-            image_size=config.image_size,
+            augment=config.augment,
+            image_size=None if config.dataset == "folder" else config.image_size,
             pad_to=pad_to,
             seed=config.seed,
         )
         return _shardable(ds)
 
-    # Validation comes first in file order, so it never depends on train_subset.
-    val = batches(_take_examples(train_full, 0, n_val), training=False)
-    train = batches(_take_examples(train_full, n_val, n_train), training=True)
-    test = batches(_take_examples(test_full, 0, n_test), training=False)
+    # Validation is the start of the training split (a fixed order for every
+    # source), so it never depends on train_subset.
+    val = batches(train_full.take(n_val), training=False)
+    train = batches(train_full.skip(n_val).take(n_train), training=True)
+    if config.test_subset is not None:
+        test_full = test_full.take(config.test_subset)
+    test = batches(test_full, training=False)
     return train, val, test, info, input_shape, n_train
 
 
@@ -442,18 +445,19 @@ def build_model(config, input_shape, num_classes):
 
     standardize_choice(config.model, "model", zoo.list_models())
     standardize_choice(config.variant, "variant", zoo.VARIANTS)
-    stem = "cifar" if max(input_shape[:2]) <= SMALL_IMAGE_SIZE else "imagenet"
-    network = zoo.create_model(
-        config.model,
-        variant=config.variant,
-        num_classes=num_classes,
-        input_shape=input_shape,
-        stem=stem,
-        width_multiplier=config.width_multiplier,
-        filt_size=config.filt_size,
-        padding=config.padding,
-        polyphase_order=config.polyphase_order,
-    )
+    options = {
+        "variant": config.variant,
+        "num_classes": num_classes,
+        "input_shape": input_shape,
+        "width_multiplier": config.width_multiplier,
+        "filt_size": config.filt_size,
+        "padding": config.padding,
+        "polyphase_order": config.polyphase_order,
+    }
+    if "stem" in inspect.signature(getattr(zoo, config.model)).parameters:
+        small = max(input_shape[:2]) <= SMALL_IMAGE_SIZE
+        options["stem"] = "cifar" if small else "imagenet"
+    network = zoo.create_model(config.model, **options)
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     return keras.Model(inputs, network(x), name=f"{config.model}_{config.variant}")
@@ -590,11 +594,12 @@ def _fit(config, model, train_ds, val_ds, run_dir):
     callbacks = [
         # Adds val_consistency to the logs, so it comes before every logger.
         ShiftConsistency(
-            val_ds.take(consistency_batches),
+            val_ds,
             mode="circular",
             max_shift=config.max_shift,
             samples=config.consistency_samples,
             seed=config.seed,
+            max_batches=consistency_batches,
         ),
         EpochCSVLogger(log_path),
         keras.callbacks.ModelCheckpoint(

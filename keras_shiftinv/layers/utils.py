@@ -30,6 +30,17 @@ def standardize_int(value, name, minimum=1):
     return value
 
 
+def standardize_number(value, name, low, high=math.inf, closed=False):
+    """A number in the open interval (low, high), or [low, high] when `closed`."""
+    inside = (low <= value <= high) if closed else (low < value < high)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not inside:
+        bounds = f"[{low}, {high}]" if closed else f"({low}, {high})"
+        raise ValueError(
+            f"`{name}` must be a number in {bounds}. Received: {name}={value!r}"
+        )
+    return value
+
+
 def standardize_pair(value, name, minimum=1):
     """An int or a pair of ints, each >= `minimum`, as a tuple of two ints."""
     pair = (value, value) if isinstance(value, int) else value

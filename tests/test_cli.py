@@ -1,0 +1,121 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
+
+import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
+from keras_shiftinv import cli, training  # noqa: E402
+from tests.training_helpers import run_cli, tiny_args, write_image_folder  # noqa: E402
+
+pytestmark = pytest.mark.tf_only
+
+RUN_FILES = [
+    "best.keras",
+    "config.json",
+    "curves.png",
+    "final.keras",
+    "log.csv",
+    "summary.json",
+    "tensorboard",
+]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--epochs", "two"], "invalid int value: 'two'"),
+        (["train", "--model", "alexnet"], "invalid choice: 'alexnet'"),
+        (["train", "--schedule", "linear"], "invalid choice: 'linear'"),
+        (["train", "--strategy", "tpu"], "invalid choice: 'tpu'"),
+        (["train", "--no-such-option"], "unrecognized arguments"),
+        (["fly"], "invalid choice: 'fly'"),
+        ([], "required: COMMAND"),
+    ],
+)
+def test_argparse_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "`epochs` must be an integer >= 1"),
+        (["--lr", "-1"], "`lr` must be a number"),
+        (["--validation-split", "1.5"], "`validation_split`"),
+        (["--dataset", "folder"], "needs `data_dir`"),
+        (["--dataset", "mnist"], "MNIST IDX files need a folder"),
+        (["--dataset", "folder", "--data-dir", "/no/such/dir"], "/no/such/dir"),
+        (["--strategy", "multiworker"], "TF_CONFIG"),
+    ],
+)
+def test_bad_values_are_one_line_errors(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    status = cli.main(["train", "--out", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_module_entry_point_exits_cleanly_on_bad_options(tmp_path):
+    result = run_cli(["train", "--epochs", "-3", "--out", str(tmp_path)])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: `epochs`")
+    assert "Traceback" not in result.stderr
+    result = run_cli(["train", "--help"])
+    assert result.returncode == 0
+    for option in ("--strategy", "--mixed-precision", "--schedule", "--out"):
+        assert option in result.stdout
+
+
+def test_every_train_option_is_on_the_command_line():
+    parser = cli.build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    dests = {action.dest for action in train._actions}
+    assert set(cli.TRAIN_DEFAULTS) <= dests
+
+
+def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
+    data_dir = write_image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = tiny_args(data_dir, out, 2, "--mixed-precision", "mixed_bfloat16")
+    assert cli.main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == RUN_FILES
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    with open(out / "summary.json") as f:
+        summary = json.load(f)
+    assert last_line == training.summary_line(summary)
+    assert 0 <= summary["test_accuracy"] <= 1 and 0 <= summary["test_consistency"] <= 1
+    with open(out / "config.json") as f:
+        config = json.load(f)
+    assert config["options"]["epochs"] == 2 and config["input_shape"] == [8, 8, 1]
+    assert config["class_names"] == ["class_0", "class_1", "class_2"]
+    log = training.read_log(str(out / "log.csv"))
+    assert [row["epoch"] for row in log] == ["0", "1"]
+    assert {"loss", "accuracy", "val_accuracy", "val_consistency"} <= set(log[0])
+
+    # The saved model takes raw pixels and gives probabilities by itself.
+    model = keras.saving.load_model(out / "best.keras")
+    pixels = np.full((2, 8, 8, 1), 255.0, "float32")
+    probs = keras.ops.convert_to_numpy(model(pixels))
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+    assert any(isinstance(layer, keras.layers.Rescaling) for layer in model.layers)
+
+    # Running the same command again does not train again...
+    assert cli.main(args) == 0
+    assert "holds a finished run" in capsys.readouterr().out
+    assert len(training.read_log(str(out / "log.csv"))) == 2
+    # ...and other options may not continue this run folder.
+    assert cli.main([*args, "--epochs", "3"]) == 2
+    assert "other options (epochs: 2 -> 3)" in capsys.readouterr().err
