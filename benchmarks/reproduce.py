@@ -131,7 +131,7 @@ class Settings:
 MODES = {
     "quick": Settings(
         width_multiplier=1 / 8,
-        train_subset=2000,
+        train_subset=5000,
         epochs=1,
         batch_size=64,
         validation_split=0.02,
@@ -240,10 +240,12 @@ def machine():
 
 def _write_json(path, obj):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    # Per process: two invocations may share an output folder.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
         f.write("\n")
-    os.replace(path + ".tmp", path)
+    os.replace(tmp, path)
 
 
 def read_records(out_dir):
@@ -331,7 +333,8 @@ def run(
         keras.backend.clear_session()
         report(mode, settings, out_dir, command, benchmarks, data_dir)
     records = read_records(out_dir)
-    if records:
+    if records and test is None:
+        # Nothing new was run: the report may still be missing or out of date.
         report(mode, settings, out_dir, command, benchmarks, data_dir)
     return records
 
@@ -365,12 +368,16 @@ def find(records, model, variant, augment):
 
 
 def equivariance_entries(records, settings, out_dir, data_dir):
-    """Per-layer equivariance of VGG13 baseline and blur5 (or the best variant),
-    trained without augmentation if that was run; cached in equivariance/."""
+    """Per-layer equivariance of VGG13 baseline and blur5 (or the most consistent
+    blur run), trained without augmentation if that was run, as in Zhang's Figure
+    4; cached in equivariance/."""
     vgg = [r for r in records if r["model"] == "vgg13"]
     augment = "none" if any(r["augment"] == "none" for r in vgg) else "shift"
     baseline = find(vgg, "vgg13", "baseline", augment)
-    other = find(vgg, "vgg13", "blur5", augment) or best_variant(vgg, "vgg13", augment)
+    blurs = [r for r in vgg if r["variant"].startswith("blur")]
+    other = find(vgg, "vgg13", "blur5", augment) or best_variant(
+        blurs, "vgg13", augment
+    )
     if baseline is None or other is None:
         return []
     entries = []

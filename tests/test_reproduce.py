@@ -37,6 +37,8 @@ def _fashion_like(folder, n_train=64, n_test=16):
         _write_idx(folder, prefix, images, labels, gz=True)
 
 
+# Trains two tiny models.
+@pytest.mark.slow
 def test_runs_records_and_benchmarks_section(tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -59,7 +61,7 @@ def test_runs_records_and_benchmarks_section(tmp_path):
         "# Benchmarks\n\n<!-- bench_layers:start -->\nkeep\n<!-- bench_layers:end -->\n"
     )
     out = str(tmp_path / "out")
-    variants = ["baseline", "aps-circular"]
+    variants = ["baseline", "group-aps-circular"]
     args = ("quick", settings, ["vgg13"], variants, ["none"], out)
     options = {"data_dir": str(data_dir), "benchmarks": str(benchmarks), "verbose": 0}
     records = reproduce.run(*args, command="python reproduce.py --test", **options)
@@ -82,7 +84,7 @@ def test_runs_records_and_benchmarks_section(tmp_path):
         assert r["settings"]["test_images"] == 16
         assert r["machine"]["nproc"] >= 1
         assert r["parameters"] > 0
-    exact = next(r for r in records if r["variant"] == "aps-circular")
+    exact = next(r for r in records if r["variant"] == "group-aps-circular")
     assert exact["exact"] and exact["consistency_circular"] == 1.0
     assert exact["variation"] < 1e-10
 
@@ -90,8 +92,13 @@ def test_runs_records_and_benchmarks_section(tmp_path):
     assert "<!-- bench_layers:start -->\nkeep\n<!-- bench_layers:end -->" in text
     body = reproduce.section(text, "reproduce-quick")
     assert "python reproduce.py --test" in body
-    assert "| vgg13 | none | aps-circular |" in body
-    for png in ("consistency_accuracy.png", "stability_vgg13_none.png"):
+    assert "| vgg13 | none | group-aps-circular |" in body
+    pngs = ["consistency_accuracy.png", "stability_vgg13_none.png"]
+    pngs += [
+        "equivariance_vgg13-baseline-none.png",
+        "equivariance_vgg13-blur3-none.png",
+    ]
+    for png in pngs:
         assert os.path.exists(os.path.join(out, png))
         assert f"(out/{png})" in body
 
