@@ -41,6 +41,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -331,11 +332,11 @@ def run(
             flush=True,
         )
         keras.backend.clear_session()
-        report(mode, settings, out_dir, command, benchmarks, data_dir)
+        report(mode, settings, out_dir, benchmarks, data_dir)
     records = read_records(out_dir)
     if records and test is None:
         # Nothing new was run: the report may still be missing or out of date.
-        report(mode, settings, out_dir, command, benchmarks, data_dir)
+        report(mode, settings, out_dir, benchmarks, data_dir)
     return records
 
 
@@ -599,7 +600,25 @@ def table(records):
     return lines
 
 
-def report_markdown(mode, settings, records, plot_paths, command, base_dir):
+def table_command(mode, records):
+    """The command that makes the runs of `records` (options only where they are
+    a subset of the defaults)."""
+    words = ["python", "benchmarks/reproduce.py"] + (
+        ["--quick"] if mode == "quick" else []
+    )
+    for option, names in (
+        ("--models", MODELS),
+        ("--variants", VARIANTS),
+        ("--augment", AUGMENTS),
+    ):
+        key = option.removeprefix("--").removesuffix("s")
+        used = [n for n in names if any(r[key] == n for r in records)]
+        if len(used) < len(names):
+            words += [option, *used]
+    return shlex.join(words)
+
+
+def report_markdown(mode, settings, records, plot_paths, base_dir):
     """The Markdown of one mode's results; links are relative to `base_dir`."""
     s = settings
     first = min(records, key=lambda r: r["date"])
@@ -610,15 +629,14 @@ def report_markdown(mode, settings, records, plot_paths, command, base_dir):
     lines = [
         f"### {mode} mode ({len(records)} of {planned} runs)",
         "",
-        f"- Command: `{command}`"
-        + (
-            f" (runs made by: {'; '.join(f'`{c}`' for c in commands)})"
-            if commands != [command]
-            else ""
-        ),
+        f"- Command: `{table_command(mode, records)}` (it makes these runs; they "
+        f"were made by {'; '.join(f'`{c}`' for c in commands)}).",
         f"- Date: {first['date']} to {last['date']}; machine: {m['nproc']} CPUs "
         f"(`nproc`), {m['cpu']}; load average {last['load_average']} at the last "
         "run (other work shared the machine).",
+        f"- Time: {sum(r['seconds'] for r in records) / 60:.0f} min for these "
+        f"runs, {statistics.median(r['seconds'] for r in records):.0f} s median per "
+        "run (training, evaluation and building and tracing the Keras models).",
         f"- Training: Fashion-MNIST padded to 32x32, {s.train_subset or 'all'} "
         f"training images, {s.epochs} epoch(s), batch {s.batch_size}, SGD momentum "
         f"0.9, one triangular learning-rate cycle peaking at {s.lr}, weight decay "
@@ -639,7 +657,10 @@ def report_markdown(mode, settings, records, plot_paths, command, base_dir):
         "",
         "Against the papers:",
         "",
-        *comparison(records),
+        *(
+            comparison(records)
+            or ["- (needs VGG13 without or ResNet-18 with shift augmentation)"]
+        ),
         "",
     ]
     for path in plot_paths:
@@ -657,7 +678,9 @@ a few epochs on 2 CPU cores instead of 150 epochs (CIFAR-10) or 16 epochs (Image
 GPUs. Absolute numbers therefore differ from the papers' (Fashion-MNIST objects sit on
 a black background, so circular shifts move them inside the frame; the small models
 are far from converged); what can be compared is the ordering of the variants under the
-same training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial filter;
+same training. Shift augmentation is the training pipeline's crop_flip (random 32x32
+crop of the image zero-padded by 4 px, and a horizontal flip), as in Zhang's CIFAR-10
+training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial filter;
 group and conv3d are ShiftInvariantDown; aps is adaptive polyphase sampling; the
 -circular variants use circular padding and are exactly invariant to circular shifts
 (group/conv3d with polyphase_order="aps"). Each table says which mode made it and the
@@ -693,19 +716,19 @@ def update_benchmarks(text, mode, body):
     )
 
 
-def report(mode, settings, out_dir, command, benchmarks=None, data_dir=None):
+def report(mode, settings, out_dir, benchmarks=None, data_dir=None):
     """Rewrites results.json, the plots, report.md and the BENCHMARKS.md section."""
     records = read_records(out_dir)
     _write_json(os.path.join(out_dir, "results.json"), records)
     plot_paths = make_plots(records, settings, out_dir, data_dir)
     with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(report_markdown(mode, settings, records, plot_paths, command, out_dir))
+        f.write(report_markdown(mode, settings, records, plot_paths, out_dir))
     if benchmarks:
         text = (
             open(benchmarks).read() if os.path.exists(benchmarks) else "# Benchmarks\n"
         )
         body = report_markdown(
-            mode, settings, records, plot_paths, command, os.path.dirname(benchmarks)
+            mode, settings, records, plot_paths, os.path.dirname(benchmarks)
         )
         with open(benchmarks, "w") as f:
             f.write(update_benchmarks(text, mode, body))
