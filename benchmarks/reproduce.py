@@ -202,8 +202,11 @@ def test_batches(settings, data_dir):
 
 def measure(model, test, detail, settings):
     """The shift-robustness numbers of one trained model."""
-    common = {"max_shift": settings.max_shift, "samples": settings.samples}
-    common["seed"] = settings.seed
+    common = {
+        "max_shift": settings.max_shift,
+        "samples": settings.samples,
+        "seed": settings.seed,
+    }
     curves = metrics.diagonal_stability(model, detail, settings.stability_shift)
     return {
         "accuracy": metrics.shifted_accuracy(model, test, max_shift=1),
@@ -683,8 +686,9 @@ crop of the image zero-padded by 4 px, and a horizontal flip), as in Zhang's CIF
 training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial filter;
 group and conv3d are ShiftInvariantDown; aps is adaptive polyphase sampling; the
 -circular variants use circular padding and are exactly invariant to circular shifts
-(group/conv3d with polyphase_order="aps"). Each table says which mode made it and the
-command that reproduces it.
+(group/conv3d with polyphase_order="aps"); crop shifts bring new content in at the
+border, so their crop consistency can be below 100%. Each table says which mode made
+it and the command that reproduces it.
 """
 
 
