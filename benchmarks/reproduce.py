@@ -535,6 +535,12 @@ def claims(records):
                     if not missed
                     else f"**not all at 100.0%** ({len(missed)} below)"
                 )
+                untrained = [r["variant"] for r in exact if diverged(r)]
+                if untrained:
+                    verdict += (
+                        f", but {', '.join(untrained)} did not train, so its 100.0% "
+                        "shows only that a constant output is invariant"
+                    )
                 lines.append(f"  Exact variants: {values}: {verdict}.")
     return lines
 
