@@ -14,8 +14,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[tf-cpu,dev]"
 	touch $@
 
+# The quick Fashion-MNIST run (installs the data with apt-get if missing and root);
+# `make train ARGS="--epochs 10"` passes options on.
 train: setup
-	$(PY) examples/blurpool_quickstart.py
+	$(PY) -m keras_shiftinv train $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -85,7 +85,8 @@ def main():
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        print(f"\n{model.name}: {model.count_params():,} parameters")
+        params = sum(int(w.numpy().size) for w in model.trainable_weights)
+        print(f"\n{model.name}: {params:,} trainable parameters")
         model.fit(x_train, y_train, batch_size=args.batch_size, epochs=1)
         _, accuracy = model.evaluate(x_test, y_test, verbose=0)
         same, change = agreement(model, x_test[:200], shifts)

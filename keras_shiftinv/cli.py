@@ -15,6 +15,18 @@ from keras_shiftinv import training
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default unless it is None, a flag's, or already told."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default in (None, argparse.SUPPRESS) or isinstance(default, bool):
+            return action.help
+        if "default" in action.help:
+            return action.help
+        return f"{action.help} (default: %(default)s)"
+
+
 def _train_option(group, flag, help, **kwargs):
     name = flag.lstrip("-").replace("-", "_")
     default = TRAIN_DEFAULTS[name]
@@ -34,7 +46,7 @@ def add_train_parser(subparsers):
             "stopped at any point continues from its last finished epoch when the "
             "same command is run again."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     model = parser.add_argument_group("model")
     _train_option(model, "--model", "zoo model", choices=zoo.list_models())
@@ -69,7 +81,9 @@ def add_train_parser(subparsers):
     _train_option(
         data, "--test-split", "split of the final evaluation (e.g. validation)"
     )
-    _train_option(data, "--train-subset", "train on this many examples", type=int)
+    _train_option(
+        data, "--train-subset", "train on this many examples (0: all)", type=int
+    )
     _train_option(data, "--test-subset", "test on this many examples", type=int)
     data.add_argument(
         "--no-install-data",
@@ -318,10 +332,11 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "interrupted: run the same command again to continue from the last "
-            "finished epoch",
-            file=sys.stderr,
+        resume = (
+            ": run the same command again to continue from the last finished epoch"
+            if args.command == "train"
+            else ""
         )
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130
     return 0

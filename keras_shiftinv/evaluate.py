@@ -55,7 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_shiftinv import data as data_lib
-from keras_shiftinv import metrics, plots
+from keras_shiftinv import metrics
 from keras_shiftinv.layers.utils import standardize_choice, standardize_int
 from keras_shiftinv.models import (
     is_functional,
@@ -473,6 +473,9 @@ def _file_name(name):
 
 def write_report(report, out_dir):
     """Writes report.json, report.md and the plots of a report to `out_dir`."""
+    # matplotlib is only needed here: the command line imports this module.
+    from keras_shiftinv import plots
+
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1)

@@ -76,9 +76,10 @@ def export_for_serving(
         model: a functional or Sequential `keras.Model` with one image input and one
             `(batch, classes)` output.
         base_dir: the model base directory (TF Serving's `--model_base_path`), for
-            example "models/fmnist". Its name must not be a number: that would be a
-            version directory.
-        version: integer >= 1; None takes the next free version.
+            example "models/fmnist", or a version directory in it, "models/fmnist/1"
+            (a path whose last name is a number names the version itself).
+        version: integer >= 1; None takes the version named by `base_dir`, or the
+            next free one.
         overwrite: whether to replace an existing version directory.
         from_logits: True if the model outputs logits (a softmax is added in the
             graph), False if it outputs probabilities, None to detect it from the
@@ -95,11 +96,14 @@ def export_for_serving(
     model_input, _ = _single_io(model)
     base_dir = os.path.abspath(os.fspath(base_dir))
     if os.path.basename(base_dir).isdigit():
-        raise ValueError(
-            f"`base_dir`={base_dir!r} looks like a version directory. Pass the model "
-            "base directory and the version separately, e.g. "
-            "export_for_serving(model, 'models/NAME', version=1)."
-        )
+        named = int(os.path.basename(base_dir))
+        if version is not None and version != named:
+            raise ValueError(
+                f"`base_dir`={base_dir!r} names version {named}, but "
+                f"version={version!r}. Pass either the version directory or the "
+                "base directory and a version."
+            )
+        base_dir, version = os.path.dirname(base_dir), named
     if version is None:
         version = next_version(base_dir)
     version = standardize_int(version, "version")

@@ -24,6 +24,7 @@ import inspect
 import json
 import math
 import os
+import re
 import shutil
 import time
 
@@ -83,8 +84,8 @@ class TrainConfig:
             only used for the final summary.
         test_split: the split of the final evaluation ("validation" for data sets
             without a test split, or a slice such as "train[90%:]").
-        train_subset: use only this many training examples (quick runs).
-        test_subset: evaluate on only this many test examples.
+        train_subset: use only this many training examples (None or 0: all).
+        test_subset: evaluate on only this many test examples (None or 0: all).
         consistency_images: validation images the per-epoch consistency uses.
         consistency_samples: random shift pairs per image for consistency.
         max_shift: shifts are drawn from [0, max_shift) pixels per axis.
@@ -104,7 +105,7 @@ class TrainConfig:
     schedule: str = "cyclic"
     warmup_fraction: float = 0.25
     weight_decay: float = 5e-5
-    augment: str = "none"
+    augment: str = "crop_flip"
     width_multiplier: float = 0.25
     filt_size: int = 4
     padding: str = "zero"
@@ -116,7 +117,7 @@ class TrainConfig:
     strategy: str = "auto"
     validation_split: float = 0.1
     test_split: str = "test"
-    train_subset: int | None = None
+    train_subset: int | None = 12000
     test_subset: int | None = None
     consistency_images: int = 1000
     consistency_samples: int = 1
@@ -130,14 +131,23 @@ class TrainConfig:
         standardize_choice(self.augment, "augment", AUGMENTS)
         standardize_choice(self.mixed_precision, "mixed_precision", PRECISIONS)
         standardize_choice(self.strategy, "strategy", STRATEGIES)
-        for name in ("epochs", "batch_size", "filt_size", "consistency_images"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "filt_size",
+            "consistency_images",
+            "consistency_samples",
+            "max_shift",
+        ):
             standardize_int(getattr(self, name), name)
-        standardize_int(self.consistency_samples, "consistency_samples")
-        standardize_int(self.max_shift, "max_shift")
         standardize_int(self.seed, "seed", minimum=0)
-        for name in ("train_subset", "test_subset", "image_size"):
+        for name in ("train_subset", "test_subset"):
+            # 0 means "all", like None.
             if getattr(self, name) is not None:
-                standardize_int(getattr(self, name), name)
+                standardize_int(getattr(self, name), name, minimum=0)
+                setattr(self, name, getattr(self, name) or None)
+        if self.image_size is not None:
+            standardize_int(self.image_size, "image_size")
         standardize_number(self.validation_split, "validation_split", 0, 1)
         standardize_number(self.warmup_fraction, "warmup_fraction", 0, 1)
         standardize_number(self.weight_decay, "weight_decay", 0, closed=True)
@@ -156,8 +166,9 @@ class TrainConfig:
 
     @property
     def run_dir(self):
+        dataset = re.sub(r"[^\w.-]", "_", self.dataset)  # "tfds:x/y" -> "tfds_x_y"
         return self.out or os.path.join(
-            "runs", f"{self.model}-{self.variant}-{self.dataset}"
+            "runs", f"{self.model}-{self.variant}-{dataset}"
         )
 
 
@@ -226,15 +237,13 @@ def _patch_keras_for_multiworker(model):
     """
     from keras.src.backend.tensorflow import trainer
 
+    def first_replica(value):
+        return model.distribute_strategy.experimental_local_results(value)[0]
+
     def local_symbolic_build(iterator=None, data_batch=None):
         if iterator is not None:
             for _, _, batches in iterator:
-                data_batch = keras.tree.map_structure(
-                    lambda v: model.distribute_strategy.experimental_local_results(v)[
-                        0
-                    ],
-                    next(batches),
-                )
+                data_batch = keras.tree.map_structure(first_replica, next(batches))
                 break
         with model.distribute_strategy.scope():
             model._symbolic_build(data_batch=data_batch)
@@ -346,6 +355,7 @@ def plot_log(rows, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(row["epoch"]) + 1 for row in rows]
     panels = [
@@ -360,6 +370,7 @@ def plot_log(rows, path):
                 ax.plot(epochs, [float(row[key]) for row in rows], "o-", label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -485,6 +496,20 @@ def _check_run_dir(run_dir, config_dict):
         )
 
 
+def _clear(run_dir):
+    """Deletes a run folder's files, but not the folders of other workers (which
+    they clear themselves, maybe at this very moment)."""
+    if not os.path.isdir(run_dir):
+        return
+    for entry in os.scandir(run_dir):
+        if entry.is_dir() and entry.name.startswith("worker-"):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry.path)
+        else:
+            os.remove(entry.path)
+
+
 def _write_json(path, obj):
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f, indent=2)
@@ -522,8 +547,8 @@ def train(config, overwrite=False):
     strategy = make_strategy(config.strategy)
     run_dir = worker_dir(config.run_dir, strategy)
     options = dataclasses.asdict(config)
-    if overwrite and os.path.exists(run_dir):
-        shutil.rmtree(run_dir)
+    if overwrite:
+        _clear(run_dir)
     summary_path = os.path.join(run_dir, "summary.json")
     _check_run_dir(run_dir, options)
     if os.path.exists(summary_path):

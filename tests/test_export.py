@@ -164,20 +164,24 @@ def test_versions_are_never_overwritten_silently(tmp_path):
     marker.write_text("keep")
     with pytest.raises(ValueError, match="Version 4 already exists"):
         export_for_serving(model, base, version=4)
+    with pytest.raises(ValueError, match="Version 4 already exists"):
+        export_for_serving(model, base / "4")
     assert marker.read_text() == "keep"
+    # DESIGN.md's form: the version directory itself.
+    assert export_for_serving(model, base / "5") == str(base / "5")
     export_for_serving(model, base, version=4, overwrite=True)
     assert not marker.exists()
     assert (base / "4" / "saved_model.pb").exists()
     # Nothing but version directories is left behind for TF Serving to look at.
-    assert sorted(os.listdir(base)) == ["3", "4"]
+    assert sorted(os.listdir(base)) == ["3", "4", "5"]
 
 
 def test_bad_arguments(tmp_path):
     from keras_shiftinv.export import export_for_serving
 
     model = tiny_model()
-    with pytest.raises(ValueError, match="looks like a version directory"):
-        export_for_serving(model, tmp_path / "m" / "1")
+    with pytest.raises(ValueError, match="names version 1, but version=2"):
+        export_for_serving(model, tmp_path / "m" / "1", version=2)
     with pytest.raises(ValueError, match="version"):
         export_for_serving(model, tmp_path / "m", version=0)
     with pytest.raises(ValueError, match="from_logits"):

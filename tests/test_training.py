@@ -107,7 +107,7 @@ def test_optimizers():
         ({"lr": -0.1}, "lr"),
         ({"validation_split": 1.0}, "validation_split"),
         ({"width_multiplier": 0}, "width_multiplier"),
-        ({"train_subset": 0}, "train_subset"),
+        ({"train_subset": -1}, "train_subset"),
         ({"dataset": "folder"}, "data_dir"),
     ],
 )
@@ -119,8 +119,11 @@ def test_config_errors_name_the_option(kwargs, name):
 def test_config_defaults():
     config = training.TrainConfig()
     assert config.run_dir == os.path.join("runs", "resnet18-blur-fashion_mnist")
+    other = training.TrainConfig(dataset="tfds:imagenette/160px", out=None)
+    assert other.run_dir == os.path.join("runs", "resnet18-blur-tfds_imagenette_160px")
     assert config.peak_lr == 0.1
     assert training.TrainConfig(optimizer="adam").peak_lr == 1e-3
+    assert training.TrainConfig(train_subset=0).train_subset is None  # all
 
 
 def test_strategies_on_one_cpu(monkeypatch):
@@ -300,4 +303,27 @@ def test_resume_after_sigkill_continues_and_logs_every_epoch_once(tmp_path):
     assert len(before) <= restarted_at <= len(before) + 1, first
     # ...and the finished epochs were not trained again.
     assert after[: restarted_at - 1] == before[: restarted_at - 1]
+    assert (out / "summary.json").exists() and not (out / "backup").exists()
+
+
+def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, capsys):
+    from keras_shiftinv import cli
+
+    args = tiny_args(write_image_folder(tmp_path / "data"), tmp_path / "run", 1)
+    out = tmp_path / "run"
+    evaluate = training._evaluate
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_evaluate", killed)
+    assert cli.main(args) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert (out / "backup").exists() and not (out / "summary.json").exists()
+    log = _rows(out / "log.csv")
+
+    monkeypatch.setattr(training, "_evaluate", evaluate)
+    assert cli.main(args) == 0
+    assert "Epoch 1/1" not in capsys.readouterr().out  # nothing trained again
+    assert _rows(out / "log.csv") == log
     assert (out / "summary.json").exists() and not (out / "backup").exists()

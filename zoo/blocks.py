@@ -25,16 +25,8 @@ def scale_width(channels, width_multiplier):
     return max(1, round(channels * width_multiplier))
 
 
-def check_options(variant, padding, polyphase_order, width_multiplier, num_classes):
-    """Validates the options every zoo builder shares (clear `ValueError`s)."""
-    standardize_choice(variant, "variant", VARIANTS)
-    standardize_choice(padding, "padding", PADDINGS)
-    standardize_choice(polyphase_order, "polyphase_order", POLYPHASE_ORDERS)
-    if polyphase_order == "aps" and variant not in ("group", "conv3d"):
-        raise ValueError(
-            "`polyphase_order='aps'` applies to the variants 'group' and 'conv3d'. "
-            f"Received: variant={variant!r}"
-        )
+def check_sizes(width_multiplier, num_classes):
+    """Validates the sizes every zoo builder takes (clear `ValueError`s)."""
     if (
         isinstance(width_multiplier, bool)
         or not isinstance(width_multiplier, int | float)
@@ -109,6 +101,11 @@ class Builder:
         self.polyphase_order = standardize_choice(
             polyphase_order, "polyphase_order", POLYPHASE_ORDERS
         )
+        if polyphase_order == "aps" and variant not in ("group", "conv3d"):
+            raise ValueError(
+                "`polyphase_order='aps'` applies to the variants 'group' and "
+                f"'conv3d'. Received: variant={variant!r}"
+            )
 
     @property
     def adaptive(self):

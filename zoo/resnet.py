@@ -39,7 +39,7 @@ from keras_shiftinv.layers.utils import standardize_choice
 from zoo.blocks import (
     Builder,
     check_input_shape,
-    check_options,
+    check_sizes,
     classifier,
     scale_width,
 )
@@ -98,7 +98,8 @@ def resnet(
 ):
     """Builds the ResNet `arch` (a key of `RESNETS`); see `resnet18`."""
     block_type, stage_blocks = RESNETS[arch]
-    check_options(variant, padding, polyphase_order, width_multiplier, num_classes)
+    builder = Builder(variant, padding, filt_size, polyphase_order)
+    check_sizes(width_multiplier, num_classes)
     standardize_choice(stem, "stem", STEMS)
     if not isinstance(antialias_stem, bool):
         raise ValueError(
@@ -113,7 +114,6 @@ def resnet(
     input_shape = check_input_shape(
         input_shape, 32 if stem == "imagenet" else 8, variant, padding
     )
-    builder = Builder(variant, padding, filt_size, polyphase_order)
 
     inputs = keras.Input(input_shape, name="images")
     width = scale_width(STAGE_WIDTHS[0], width_multiplier)

@@ -16,7 +16,7 @@ from keras_shiftinv.layers.utils import standardize_choice
 from zoo.blocks import (
     Builder,
     check_input_shape,
-    check_options,
+    check_sizes,
     classifier,
     scale_width,
 )
@@ -50,7 +50,8 @@ def vgg(
     name=None,
 ):
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
-    check_options(variant, padding, polyphase_order, width_multiplier, num_classes)
+    builder = Builder(variant, padding, filt_size, polyphase_order)
+    check_sizes(width_multiplier, num_classes)
     standardize_choice(head, "head", HEADS)
     if not isinstance(batch_norm, bool):
         raise ValueError(
@@ -62,7 +63,6 @@ def vgg(
             "head='fc' flattens the last feature map, so it needs a known height and "
             f"width. Received: input_shape={input_shape!r}; use head='gap'."
         )
-    builder = Builder(variant, padding, filt_size, polyphase_order)
 
     inputs = keras.Input(input_shape, name="images")
     x = inputs

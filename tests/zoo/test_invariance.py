@@ -66,4 +66,5 @@ def test_fixed_grid_variants_are_not_invariant(name, kwargs):
         for dy, dx in _shifts(32)
         if (dy, dx) != (0, 0)
     ]
-    assert max(errors) > 1e-2
+    # Ten times the tolerance the exact variants pass.
+    assert max(errors) > 1e-3
