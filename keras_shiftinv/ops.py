@@ -6,6 +6,7 @@ same code serves a layer, a custom `call` and a test.
 
 import math
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -91,6 +92,20 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
     return x
 
 
+def _tf_fast_path(x, data_format):
+    """Whether `keras_shiftinv._blur_tf` serves this input: the TensorFlow backend
+    and both spatial sizes known at trace time."""
+    return keras.backend.backend() == "tensorflow" and all(
+        x.shape[axis] is not None for axis in spatial_axes(data_format)
+    )
+
+
+def _channels_last_call(fn, x, *args):
+    """`fn(x, *args, "channels_last")` on a channels_first `x`, transposed back."""
+    y = fn(ops.transpose(x, (0, 2, 3, 1)), *args, "channels_last")
+    return ops.transpose(y, (0, 3, 1, 2))
+
+
 def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None):
     """Binomial low-pass filter per channel, then subsampling by `strides`.
 
@@ -98,12 +113,27 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
     """
     data_format = standardize_data_format(data_format)
     strides = standardize_pair(strides, "strides")
-    taps = binomial_filter(filt_size)
+    pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
+    standardize_int(filt_size, "filt_size")
     if filt_size == 1:
         rows, cols = strides
         if data_format == "channels_last":
             return x[:, ::rows, ::cols, :]
         return x[:, :, ::rows, ::cols]
+    if _tf_fast_path(x, data_format):
+        # TensorFlow's CPU depthwise convolution is channels_last only.
+        if data_format == "channels_first":
+            return _channels_last_call(blur_pool2d, x, filt_size, strides, pad_mode)
+        # Imported here: the JAX backend needs no TensorFlow.
+        from keras_shiftinv import _blur_tf
+
+        return _blur_tf.blur_pool2d(x, filt_size, strides, pad_mode)
+    return _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format)
+
+
+def _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format):
+    """`blur_pool2d` with `keras.ops` only (standardized arguments, filt_size > 1)."""
+    taps = binomial_filter(filt_size)
     pad = blur_padding(filt_size)
     x = pad2d(x, (pad, pad), pad_mode, data_format)
     channels = x.shape[channel_axis(data_format)]
@@ -118,6 +148,11 @@ def max_blur_pool2d(
     """Max pooling densely evaluated (stride 1, VALID), then `blur_pool2d`."""
     data_format = standardize_data_format(data_format)
     pool_size = standardize_pair(pool_size, "pool_size")
+    if data_format == "channels_first" and _tf_fast_path(x, data_format):
+        # One pair of transposes instead of one around each of the two steps.
+        return _channels_last_call(
+            max_blur_pool2d, x, pool_size, filt_size, strides, pad_mode
+        )
     x = ops.max_pool(x, pool_size, strides=1, padding="valid", data_format=data_format)
     return blur_pool2d(x, filt_size, strides, pad_mode, data_format)
 
@@ -164,10 +199,10 @@ def offset_subsample(x, strides=2, pad_mode="zero", data_format=None):
     # (b, h, sy, w, sx, c) -> (b, h, w, c, sy, sx); (b, c, h, sy, w, sx) ->
     # (b, c, sy, sx, h, w): the same permutation for both layouts.
     x = ops.transpose(_phase_view(x, (sy, sx), data_format)[0], (0, 1, 3, 5, 2, 4))
-    _, a, b, c, d, e = ops.shape(x)
+    shape = ops.shape(x)
     if data_format == "channels_last":
-        return ops.reshape(x, (-1, a, b, c * d * e))
-    return ops.reshape(x, (-1, a * b * c, d, e))
+        return ops.reshape(x, (-1, shape[1], shape[2], shape[3] * sy * sx))
+    return ops.reshape(x, (-1, shape[1] * sy * sx, shape[4], shape[5]))
 
 
 def offset_subsample_inverse(y, strides=2, size=None, data_format=None):
@@ -326,30 +361,79 @@ def polyphase_roll(x, index, strides=2, data_format=None):
     return _roll_back(x, index % sx, sx, cols)
 
 
-def _group_conv(x, kernel, strides):
-    # A kxk conv with groups=C over the C*S stacked components equals a depthwise
-    # conv of the full-resolution image with an (s*k)x(s*k) kernel and stride s:
-    # tap (s*ky + dy, s*kx + dx) is weight (ky, kx) of component (dy, dx). This
-    # skips the channel shuffle and runs as a native depthwise conv on every
-    # backend (a grouped conv goes through XLA on TensorFlow's CPU).
+def _image_kernel(kernel, strides):
+    """A per-component kernel (kh, kw, sy, sx, ...) as a kernel of the image
+    (sy * kh, sx * kw, ...) applied with stride s: a kxk conv of the components
+    stacked by `offset_subsample` is an (s*k)x(s*k) conv of the image whose tap
+    (s*ky + dy, s*kx + dx) is weight (ky, kx) of component (dy, dx)."""
+    kh, kw, sy, sx, *rest = kernel.shape
+    kernel = ops.transpose(kernel, (0, 2, 1, 3, *range(4, 4 + len(rest))))
+    return ops.reshape(kernel, (kh * sy, kw * sx, *rest))
+
+
+def _folded_kernel(kernel, pointwise_kernel, branch, strides, channels):
+    """Step 2 and the 1x1 conv as one (s*kh, s*kw, C, filters) kernel of the
+    image: both are linear, without bias, so they compose exactly."""
+    filters = pointwise_kernel.shape[-1]
+    if branch == "group":
+        kh, kw, _, width = kernel.shape
+        kernel = ops.reshape(kernel, (kh, kw, *strides, channels, width // channels))
+        pointwise = ops.reshape(pointwise_kernel, (channels, width // channels, -1))
+        return _image_kernel(
+            ops.einsum("ijyxcm,cmf->ijyxcf", kernel, pointwise), strides
+        )
+    depth, kh, kw, _, features = kernel.shape
+    # Channel f * 2 + d is output depth d of Conv3D filter f, which applies
+    # kernel depth a to component d + a.
+    pointwise = ops.reshape(pointwise_kernel, (features, -1, filters))
+    outputs = pointwise.shape[1]
+    terms = ops.einsum("aijcf,fdg->adijcg", kernel, pointwise)
+    folded = [
+        sum(terms[a, o - a] for a in range(depth) if 0 <= o - a < outputs)
+        for o in range(depth + outputs - 1)
+    ]
+    folded = ops.reshape(ops.stack(folded, axis=2), (kh, kw, 2, 2, channels, filters))
+    return _image_kernel(folded, strides)
+
+
+def _fold_is_cheaper(kernel, pointwise_kernel, channels):
+    """Whether one dense conv with the folded kernel needs fewer multiply-adds
+    than the grouped conv and the 1x1 conv (few input channels, as in a stem)."""
     kh, kw, components, width = kernel.shape
-    sy, sx = strides
+    filters = pointwise_kernel.shape[-1]
+    taps = kh * kw * components
+    return channels * filters * taps <= width * (taps + filters)
+
+
+def _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding):
+    # The grouped conv as depthwise convs of the image (see `_image_kernel`),
+    # which skips the channel shuffle and runs natively on every backend (a
+    # grouped conv goes through XLA on TensorFlow's CPU).
+    kh, kw, _, width = kernel.shape
     channels = x.shape[-1]
-    kernel = ops.reshape(kernel, (kh, kw, sy, sx, channels, width // channels))
-    kernel = ops.transpose(kernel, (0, 2, 1, 3, 4, 5))
-    kernel = ops.reshape(kernel, (kh * sy, kw * sx, channels, width // channels))
-    return ops.depthwise_conv(x, kernel, strides, "valid", "channels_last")
-
-
-def _offset_conv3d(x, kernel):
-    _, h, w, c = ops.shape(x)
-    x = ops.reshape(x, (-1, h // 2, 2, w // 2, 2, c))
-    x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
-    x = ops.reshape(x, (-1, 4, h // 2, w // 2, c))
-    z = ops.conv(x, kernel, 1, "valid", "channels_last")
-    _, depth, h, w, filters = ops.shape(z)
-    z = ops.transpose(z, (0, 2, 3, 4, 1))
-    return ops.reshape(z, (-1, h, w, filters * depth))
+    per_group = width // channels
+    kernel = ops.reshape(kernel, (kh, kw, *strides, channels, per_group))
+    kernel = _image_kernel(kernel, strides)
+    if channels < 32 or not 2 <= per_group <= 4:
+        features = ops.depthwise_conv(x, kernel, strides, padding, "channels_last")
+        return ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
+    # On TensorFlow's CPU a few depthwise convs with channel multiplier 1 are
+    # faster than one with a multiplier (BENCHMARKS.md). Their outputs come out
+    # as m * C + c rather than c * M + m: permute the 1x1 kernel's rows instead.
+    features = ops.concatenate(
+        [
+            ops.depthwise_conv(
+                x, kernel[..., m : m + 1], strides, padding, "channels_last"
+            )
+            for m in range(per_group)
+        ],
+        axis=-1,
+    )
+    filters = pointwise_kernel.shape[-1]
+    pointwise_kernel = ops.reshape(pointwise_kernel, (channels, per_group, filters))
+    pointwise_kernel = ops.transpose(pointwise_kernel, (1, 0, 2))
+    pointwise_kernel = ops.reshape(pointwise_kernel, (1, 1, width, filters))
+    return ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
 
 
 def check_branch_strides(branch, strides):
@@ -392,19 +476,25 @@ def shift_invariant_down(
     if polyphase_order == "aps":
         index = polyphase_index(x, strides, "l2", "channels_last")
         x = polyphase_roll(x, index, strides, "channels_last")
-    # 'same' padding of the components, done on the image: one row of a
-    # component is `stride` rows of the image.
+    # "Same" padding of the components, done on the image: a row of a component
+    # is `stride` rows of the image. With zeros and odd kernels it is the
+    # strided conv's own "same" padding, which saves a copy of the input.
     kernel_size = kernel.shape[:2] if branch == "group" else kernel.shape[1:3]
-    padding = [
-        (s * ((k - 1) // 2), s * (k // 2))
-        for s, k in zip(strides, kernel_size, strict=True)
-    ]
-    x = pad2d(x, padding, pad_mode, "channels_last")
-    if branch == "group":
-        features = _group_conv(x, kernel, strides)
+    padding = "valid"
+    if pad_mode == "zero" and all(k % 2 for k in kernel_size):
+        padding = "same"
     else:
-        features = _offset_conv3d(x, kernel)
-    y = ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
+        widths = [
+            (s * ((k - 1) // 2), s * (k // 2))
+            for s, k in zip(strides, kernel_size, strict=True)
+        ]
+        x = pad2d(x, widths, pad_mode, "channels_last")
+    channels = x.shape[-1]
+    if branch == "group" and not _fold_is_cheaper(kernel, pointwise_kernel, channels):
+        y = _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding)
+    else:
+        kernel = _folded_kernel(kernel, pointwise_kernel, branch, strides, channels)
+        y = ops.conv(x, kernel, strides, padding, "channels_last")
     if bias is not None:
         y = y + bias
     if data_format == "channels_first":

@@ -238,5 +238,6 @@ def test_unknown_sizes_in_a_traced_function():
     traced = tf.function(
         fn, input_signature=[tf.TensorSpec((None, None, None, 2), "float32")]
     )
+    # Known sizes may take BlurPool2D's TensorFlow fast path: equal up to rounding.
     for a, b in zip(_numpy(traced(x)), _numpy(fn(x)), strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

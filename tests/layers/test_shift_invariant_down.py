@@ -47,10 +47,16 @@ def _check_against_numpy(x, data_format="channels_last", seed=0, **kwargs):
 @pytest.mark.parametrize(
     "channels, filters, kernel_size, strides, size",
     [
-        (3, 4, 3, (2, 2), (8, 8)),  # lcm(3, 4) = 12: 4 outputs per group
-        (4, 2, 2, (2, 2), (7, 9)),  # 2 divides 4: 1 output per group; odd sizes;
-        # even kernel: padding 0 before, 1 after
-        (2, 5, (1, 3), (3, 2), (9, 6)),  # 6 components, lcm(2, 5) = 10
+        # lcm(3, 4) = 12, 4 outputs per group; computed as one folded conv
+        (3, 4, 3, (2, 2), (8, 8)),
+        # 6 components, lcm(2, 5) = 10, a 1x3 kernel; folded
+        (2, 5, (1, 3), (3, 2), (9, 6)),
+        # 4 divides 8: 1 output per group; odd sizes; one depthwise conv
+        (8, 4, 3, (2, 2), (7, 9)),
+        # lcm(8, 12) = 24: a depthwise conv with channel multiplier 3
+        (8, 12, 3, (2, 2), (6, 8)),
+        # 3 outputs per group on 32 channels: three multiplier-1 depthwise convs
+        (32, 48, 3, (2, 2), (6, 6)),
     ],
 )
 @pytest.mark.parametrize("pad_mode", ["zero", "circular"])
