@@ -744,9 +744,9 @@ a black background, so circular shifts move them inside the frame; the small mod
 are far from converged); what can be compared is the ordering of the variants under the
 same training, and even that only roughly: every run has one seed, and with such short
 training differences of a few points between variants are within the run-to-run noise
-(not measured here). Shift augmentation is the training pipeline's crop_flip (random 32x32
-crop of the image zero-padded by 4 px, and a horizontal flip), as in Zhang's CIFAR-10
-training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial filter;
+(not measured here). Shift augmentation is the training pipeline's crop_flip (random
+32x32 crop of the image zero-padded by 4 px, and a horizontal flip), as in Zhang's
+CIFAR-10 training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial filter;
 group and conv3d are ShiftInvariantDown; aps is adaptive polyphase sampling; the
 -circular variants use circular padding and are exactly invariant to circular shifts
 (group/conv3d with polyphase_order="aps"); crop shifts bring new content in at the
