@@ -737,21 +737,21 @@ INTRO = """## Reproduction of the papers at small scale (benchmarks/reproduce.py
 
 The claims of the seed papers, measured with this package on Fashion-MNIST (zero-padded
 to 32x32) instead of CIFAR-10 (Zhang's ICLR draft) and ImageNet (the
-shift-invariant-module paper), with models a fraction of the papers' width trained for
-a few epochs on 2 CPU cores instead of 150 epochs (CIFAR-10) or 16 epochs (ImageNet) on
-GPUs. Absolute numbers therefore differ from the papers' (Fashion-MNIST objects sit on
-a black background, so circular shifts move them inside the frame; the small models
-are far from converged); what can be compared is the ordering of the variants under the
-same training, and even that only roughly: every run has one seed, and with such short
+shift-invariant-module paper), with models a fraction of the papers' width trained for a
+few epochs on 2 CPU cores instead of 150 epochs (CIFAR-10) or 16 epochs (ImageNet) on
+GPUs. Absolute numbers therefore differ from the papers' (Fashion-MNIST objects sit on a
+black background, so circular shifts move them inside the frame; the small models are
+far from converged); what can be compared is the ordering of the variants under the same
+training, and even that only roughly: every run has one seed, and with such short
 training differences of a few points between variants are within the run-to-run noise
 (not measured here). Shift augmentation is the training pipeline's crop_flip (random
 32x32 crop of the image zero-padded by 4 px, and a horizontal flip), as in Zhang's
-CIFAR-10 training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial filter;
-group and conv3d are ShiftInvariantDown; aps is adaptive polyphase sampling; the
+CIFAR-10 training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial
+filter; group and conv3d are ShiftInvariantDown; aps is adaptive polyphase sampling; the
 -circular variants use circular padding and are exactly invariant to circular shifts
 (group/conv3d with polyphase_order="aps"); crop shifts bring new content in at the
-border, so their crop consistency can be below 100%. Each table says which mode made
-it and the command that reproduces it.
+border, so their crop consistency can be below 100%. Each table says which mode made it
+and the command that reproduces it.
 """
 
 
@@ -777,7 +777,7 @@ def section(text, name):
 def update_benchmarks(text, mode, body):
     """BENCHMARKS.md `text` with `body` as the subsection of `mode` inside the
     `reproduce` section; the other modes' subsections and sections stay."""
-    inner = section(text, SECTION) or INTRO
+    inner = replace_section(section(text, SECTION) or "", f"{SECTION}-intro", INTRO)
     return replace_section(
         text, SECTION, replace_section(inner, f"{SECTION}-{mode}", body)
     )

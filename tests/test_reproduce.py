@@ -132,7 +132,8 @@ def test_modes_are_subsections_of_the_reproduce_section():
     text = reproduce.update_benchmarks(text, "full", "full table")
     text = reproduce.update_benchmarks(text, "quick", "quick table 2")
     inner = reproduce.section(text, "reproduce")
-    assert inner.startswith(reproduce.INTRO.strip())
+    assert inner.startswith("<!-- reproduce-intro:start -->")
+    assert reproduce.section(inner, "reproduce-intro") == reproduce.INTRO.strip()
     assert reproduce.section(inner, "reproduce-quick") == "quick table 2"
     assert reproduce.section(inner, "reproduce-full") == "full table"
     assert reproduce.section(text, "bench_models") == "m"
