@@ -358,14 +358,15 @@ def run(
 
 
 def best_variant(records, model, augment):
-    """The most circularly consistent non-baseline run of (model, augment), the
-    more accurate one among equals."""
+    """The most circularly consistent non-baseline run of (model, augment) that
+    trained, the more accurate one among equals."""
     candidates = [
         r
         for r in records
         if r["model"] == model
         and r["augment"] == augment
         and r["variant"] != "baseline"
+        and not diverged(r)
     ]
     return max(
         candidates,
