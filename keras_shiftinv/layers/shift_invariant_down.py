@@ -54,10 +54,12 @@ class ShiftInvariantDown(keras.layers.Layer):
       `(filters,)` when `use_bias`. A bias on step 2 would be absorbed by the
       1x1 convolution, so there is none.
 
-    The group convolution is computed as a depthwise convolution of the image
-    with an `(s * kh) x (s * kw)` kernel and stride `s`, which is the same sum
-    without the channel shuffle and without grouped convolutions (slow on
-    TensorFlow's CPU); see BENCHMARKS.md.
+    The same sums are computed without stacking the components: a kxk conv of
+    the components is an `(s * k) x (s * k)` conv of the image at stride `s`. The
+    group branch runs as depthwise convs of the image then the 1x1 conv (grouped
+    convs go through XLA on TensorFlow's CPU); the conv3d branch, and the group
+    branch when it is cheaper (few input channels), as one strided conv with
+    step 2 and the 1x1 conv folded into its kernel. See BENCHMARKS.md.
 
     Args:
         filters: number of output channels, an integer >= 1.
