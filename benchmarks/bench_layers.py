@@ -1,6 +1,7 @@
-"""Times layers forward and forward+backward on the TensorFlow CPU backend.
+"""Times layers forward and forward+backward on the TensorFlow or JAX CPU backend.
 
     python benchmarks/bench_layers.py                        # every case
+    python benchmarks/bench_layers.py --backend jax --section bench_layers_jax
     python benchmarks/bench_layers.py --cases "BlurPool2D*" --repeats 50 --no-write
     python benchmarks/bench_layers.py --data-format channels_first \\
         --section bench_layers_channels_first
@@ -12,12 +13,15 @@ case, `MaxPooling2D(2)`, is the baseline of the ratio columns and always runs. T
 sizes), which the TensorFlow fast path replaces.
 
 Each input shape is a float32 tensor (given as batch x height x width x channels).
-Forward and forward+backward each run inside a `tf.function` without XLA (XLA is
-15-30x slower for these ops on CPU), as `model.fit` runs them; the backward pass is
-the gradient with respect to the input and the layer's trainable weights for a fixed
-random upstream gradient. After `--warmup` calls of every function, `--repeats`
-rounds run every function once in turn, so a burst of load from another process
-hits all cases alike; the table gives the median of each.
+On TensorFlow, forward and forward+backward each run inside a `tf.function` without
+XLA (XLA is 15-30x slower for these ops on CPU), as `model.fit` runs them; on JAX
+(`--backend jax`, set as KERAS_BACKEND before Keras is imported) inside `jax.jit`,
+forward+backward as `jax.jit(jax.grad(...))`. The backward pass is the gradient with
+respect to the input and the layer's trainable weights for a fixed random upstream
+gradient, passed as an argument so that the compiler cannot fold it. After
+`--warmup` calls of every function, `--repeats` rounds run every function once in
+turn, so a burst of load from another process hits all cases alike; the table gives
+the median of each.
 
 The table is printed and written into BENCHMARKS.md (repository root) between
 `<!-- SECTION:start -->` and `<!-- SECTION:end -->`, replacing only that section; a
@@ -36,12 +40,32 @@ import subprocess
 import sys
 import time
 
-os.environ["KERAS_BACKEND"] = "tensorflow"
+BACKENDS = ("tensorflow", "jax")
+
+
+def _backend_argument(parser):
+    parser.add_argument("--backend", default="tensorflow", choices=BACKENDS)
+
+
+def _backend_from_argv():
+    # The backend must be known before Keras is imported.
+    parser = argparse.ArgumentParser(add_help=False)
+    _backend_argument(parser)
+    return parser.parse_known_args()[0].backend
+
+
+BACKEND = _backend_from_argv()
+os.environ["KERAS_BACKEND"] = BACKEND
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+if BACKEND == "jax":
+    import jax  # noqa: E402
+    import jax.numpy as jnp  # noqa: E402
+else:
+    import tensorflow as tf  # noqa: E402
 
 from keras_shiftinv import ops as si_ops  # noqa: E402
 from keras_shiftinv.layers import (  # noqa: E402
@@ -155,10 +179,21 @@ CASES = [
 
 
 def _float_leaves(outputs):
-    return [o for o in keras.tree.flatten(outputs) if o.dtype.is_floating]
+    return [
+        o
+        for o in keras.tree.flatten(outputs)
+        if "float" in keras.backend.standardize_dtype(o.dtype)
+    ]
 
 
-def timed_functions(layer, x):
+def _upstream(outputs):
+    return [
+        keras.random.normal(o.shape, dtype=o.dtype, seed=1)
+        for o in _float_leaves(outputs)
+    ]
+
+
+def tf_timed_functions(layer, x):
     """The case's forward and forward+backward `tf.function`s on `x`."""
     layer(x)  # builds the layer (and its weights, if any) outside the functions
     weights = list(getattr(layer, "trainable_variables", []))
@@ -167,10 +202,7 @@ def timed_functions(layer, x):
     def forward(x):
         return layer(x)
 
-    upstream = [
-        tf.random.normal(o.shape, dtype=o.dtype, seed=1)
-        for o in _float_leaves(forward(x))
-    ]
+    upstream = _upstream(forward(x))
 
     @tf.function(jit_compile=False)
     def forward_backward(x):
@@ -182,13 +214,46 @@ def timed_functions(layer, x):
     return forward, forward_backward
 
 
+def jax_timed_functions(layer, x):
+    """The case's forward and forward+backward `jax.jit` functions on `x`, each
+    waiting for its result."""
+    layer(x)
+    if isinstance(layer, keras.Layer):
+        weights = [v.value for v in layer.trainable_variables]
+        fixed = [v.value for v in layer.non_trainable_variables]
+
+        def apply(x, weights):
+            return layer.stateless_call(weights, fixed, x)[0]
+    else:
+        weights = []
+
+        def apply(x, weights):
+            return layer(x)
+
+    forward = jax.jit(apply)
+    upstream = _upstream(forward(x, weights))
+
+    def loss(x, weights, upstream):
+        outputs = _float_leaves(apply(x, weights))
+        return sum(jnp.sum(o * u) for o, u in zip(outputs, upstream, strict=True))
+
+    gradient = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return (
+        lambda x: jax.block_until_ready(forward(x, weights)),
+        lambda x: jax.block_until_ready(gradient(x, weights, upstream)),
+    )
+
+
+timed_functions = jax_timed_functions if BACKEND == "jax" else tf_timed_functions
+
+
 def run(cases, shapes, data_format, repeats, warmup):
     """{(shape, name, "fwd"|"fwd+bwd"): (median wall ms, median process CPU ms)}."""
     results = {}
     for shape in shapes:
-        x = tf.random.normal(shape, seed=0)
+        x = keras.random.normal(shape, seed=0)
         if data_format == "channels_first":
-            x = tf.transpose(x, (0, 3, 1, 2))
+            x = keras.ops.transpose(x, (0, 3, 1, 2))
         functions = {}
         for name, factory in cases:
             forward, forward_backward = timed_functions(factory(data_format), x)
@@ -239,6 +304,18 @@ def _command_output(command, prefix=""):
     return lines[0][len(prefix) :].strip() if lines else "unknown"
 
 
+def _framework():
+    if BACKEND == "jax":
+        return f"JAX {jax.__version__} (CPU)"
+    return f"TensorFlow {tf.__version__}"
+
+
+def _compilation(args):
+    if BACKEND == "jax":
+        return "`jax.jit` (XLA), default threads"
+    return f"`tf.function` without XLA, {args.threads or 'default'} TensorFlow threads"
+
+
 def machine_facts(args, load_before):
     command = shlex.join(["python", "benchmarks/bench_layers.py", *sys.argv[1:]])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -250,10 +327,9 @@ def machine_facts(args, load_before):
             f"{_command_output(['lscpu'], 'Model name:')} (`lscpu`), "
             f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} "
             "after the run (1 min)",
-            f"- TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+            f"- {_framework()}, Keras {keras.__version__}, "
             f"Python {sys.version.split()[0]}",
-            f"- float32, {args.data_format}, `tf.function` without XLA, "
-            f"{args.threads or 'default'} TensorFlow threads; medians of "
+            f"- float32, {args.data_format}, {_compilation(args)}; medians of "
             f"{args.repeats} rounds after {args.warmup} warm-up calls",
             f"- ratio: to {args.baseline} on the same input. CPU ms: process CPU "
             "time per call (all threads), less sensitive than wall time to other "
@@ -276,6 +352,7 @@ def write_section(path, section, body):
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _backend_argument(parser)
     parser.add_argument(
         "--cases",
         default="*",
@@ -296,7 +373,8 @@ def parse_args():
         "--threads",
         type=int,
         default=0,
-        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default)",
+        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default); "
+        "TensorFlow only",
     )
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument(
@@ -317,6 +395,8 @@ def parse_args():
 
 def main():
     args = parse_args()
+    if args.threads and BACKEND != "tensorflow":
+        raise ValueError(f"--threads is for TensorFlow only. Received: {BACKEND}")
     if args.list:
         print("\n".join(name for name, _ in CASES))
         return
@@ -337,6 +417,8 @@ def main():
     load_before = os.getloadavg()[0]
     results = run(cases, shapes, args.data_format, args.repeats, args.warmup)
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
+    if BACKEND == "jax":
+        threads = "JAX"
     title = f"## Layer speed: {args.data_format}, {threads} (bench_layers.py)"
     facts = machine_facts(args, load_before)
     body = f"{title}\n\n{facts}\n\n{table(results, cases, shapes)}"

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers import BlurPool2D, MaxBlurPool2D
 from tests.helpers import input_gradient, run_layer_test
 from tests.layers import reference
@@ -28,6 +29,42 @@ def test_blur_pool_matches_numpy(filt_size, pad_mode, strides):
             np.testing.assert_allclose(
                 _run(layer, x, data_format), expected, rtol=1e-5, atol=1e-5
             )
+
+
+def _padded_blur(x, blur, taps, pad, strides, data_format):
+    x = si_ops.pad2d(x, (pad, pad), "reflect", data_format)
+    return blur(x, taps, strides, data_format)
+
+
+@pytest.mark.parametrize("filt_size", range(2, 8))
+def test_both_portable_blur_formulations_are_exact(filt_size):
+    # The portable path takes one formulation per backend: each must match the
+    # reference, and their gradients must agree, on every backend.
+    rng = np.random.default_rng(filt_size)
+    taps = si_ops.binomial_filter(filt_size)
+    pad = si_ops.blur_padding(filt_size)
+    for (h, w), strides, data_format in [
+        ((9, 7), (2, 3), "channels_last"),
+        ((8, 8), (1, 2), "channels_first"),
+        ((7, 10), (3, 1), "channels_last"),
+    ]:
+        x_last = rng.standard_normal((2, h, w, 3)).astype("float32")
+        expected = reference.blur_pool(x_last, filt_size, strides, "reflect")
+        upstream = reference.to_format(
+            rng.standard_normal(expected.shape).astype("float32"), data_format
+        )
+        x = reference.to_format(x_last, data_format)
+        gradients = []
+        for blur in (si_ops._blur_slices, si_ops._blur_depthwise):
+            args = (blur, taps, pad, strides, data_format)
+            got = keras.ops.convert_to_numpy(_padded_blur(x, *args))
+            np.testing.assert_allclose(
+                reference.to_last(got, data_format), expected, rtol=1e-5, atol=1e-5
+            )
+            gradients.append(
+                input_gradient(lambda v, a=args, u=upstream: _padded_blur(v, *a) * u, x)
+            )
+        np.testing.assert_allclose(*gradients, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("pool_size", [2, 3, (2, 3)])

@@ -1,0 +1,855 @@
+"""Reproduce the seed papers' shift-invariance results at small scale.
+
+On Fashion-MNIST (zero-padded to 32x32), trains VGG13 and ResNet-18 (CIFAR stem) in
+every variant (baseline; blur with filters of 2, 3, 5 and 7 taps; group, conv3d and
+aps; and the exact ones: group / conv3d with polyphase_order="aps" and aps, all with
+circular padding), without and with shift augmentation (random crop of the image
+padded by 4 px, and flip), as Table 1 of Zhang's ICLR draft does. Every run has the
+same seed, schedule and epochs (`keras_shiftinv.training.train`). Then, for each run,
+on the test split: accuracy without shifts and under random circular shifts,
+circular and crop shift consistency, classification variation and the diagonal
+stability curve (`keras_shiftinv.metrics`).
+
+Writes to the output folder (default benchmarks/results/<mode>/):
+
+    records/<run>.json   one record per run (its command and configuration too);
+                         a run whose record exists is skipped, so an interrupted
+                         invocation continues where it stopped
+    results.json         every record, rewritten after each run
+    train/<run>/         the training run folders (models, logs; not committed)
+    equivariance/*.json  per-layer equivariance of VGG13 baseline and blur5
+    *.png                consistency against accuracy (Zhang's Figure 5), diagonal
+                         stability of baseline vs the best variant (Figure 9 of the
+                         shift-invariant-module paper), per-layer equivariance maps
+                         (Zhang's Figure 4)
+    report.md            the tables and the comparison with the papers
+
+and puts report.md into BENCHMARKS.md, in the subsection of its mode inside the
+`reproduce` section (other sections are left as they are).
+
+    python benchmarks/reproduce.py --quick                  # about 5 minutes
+    python benchmarks/reproduce.py                          # full mode, ~90 minutes
+    python benchmarks/reproduce.py --quick --models vgg13 --variants baseline blur5 \\
+        --augment none
+"""
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import keras  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from keras_shiftinv import data, evaluate, metrics, plots, training  # noqa: E402
+from keras_shiftinv.models import load_model  # noqa: E402
+
+# Our name: the zoo options of the variant.
+VARIANTS = {
+    "baseline": {"variant": "baseline"},
+    "blur2": {"variant": "blur", "filt_size": 2},
+    "blur3": {"variant": "blur", "filt_size": 3},
+    "blur5": {"variant": "blur", "filt_size": 5},
+    "blur7": {"variant": "blur", "filt_size": 7},
+    "group": {"variant": "group"},
+    "conv3d": {"variant": "conv3d"},
+    # Adaptive polyphase sampling alone (no blur), as in Chaman & Dokmanic.
+    "aps": {"variant": "aps", "filt_size": 1},
+    "group-aps-circular": {
+        "variant": "group",
+        "polyphase_order": "aps",
+        "padding": "circular",
+    },
+    "conv3d-aps-circular": {
+        "variant": "conv3d",
+        "polyphase_order": "aps",
+        "padding": "circular",
+    },
+    "aps-circular": {"variant": "aps", "filt_size": 1, "padding": "circular"},
+}
+# Exactly invariant to circular shifts (in inference mode).
+EXACT = ("group-aps-circular", "conv3d-aps-circular", "aps-circular")
+MODELS = ("vgg13", "resnet18")
+# Our name: the `augment` option of the training pipeline.
+AUGMENTS = {"none": "none", "shift": "crop_flip"}
+AUGMENT_TITLES = {
+    "none": "without shift augmentation",
+    "shift": "with shift augmentation",
+}
+SECTION = "reproduce"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What one mode trains and measures (the same for every run of the mode).
+
+    Args:
+        width_multiplier: channel widths of the zoo models, relative to the papers'.
+        train_subset: training examples (None: all but the validation ones).
+        epochs: epochs of every run.
+        batch_size: training and evaluation batch size.
+        validation_split: fraction of the training split held out (best epoch).
+        test_images: test images for accuracy and consistency.
+        detail_images: test images for variation and diagonal stability.
+        samples: random shift pairs per test image for consistency (and shifts
+            for the shifted accuracy).
+        max_shift: random shifts are drawn from [0, max_shift) px per axis.
+        stability_shift: the diagonal stability curve goes to (d, d) for this d.
+        equivariance_images: test images for the per-layer equivariance maps.
+        equivariance_shift: the maps cover the shifts [0, equivariance_shift]^2.
+        lr: peak learning rate of SGD (momentum 0.9) with one triangular cycle.
+        seed: seed of weights, data order, augmentation and shifts.
+    """
+
+    width_multiplier: float
+    train_subset: int | None
+    epochs: int
+    batch_size: int
+    validation_split: float
+    test_images: int
+    detail_images: int
+    samples: int
+    max_shift: int = 8
+    stability_shift: int = 32
+    equivariance_images: int = 32
+    equivariance_shift: int = 8
+    lr: float = 0.1
+    seed: int = 0
+
+
+MODES = {
+    "quick": Settings(
+        width_multiplier=1 / 8,
+        train_subset=5000,
+        epochs=1,
+        batch_size=64,
+        validation_split=0.02,
+        test_images=512,
+        detail_images=64,
+        samples=4,
+    ),
+    "full": Settings(
+        width_multiplier=1 / 8,
+        train_subset=12000,
+        epochs=2,
+        batch_size=128,
+        validation_split=0.05,
+        test_images=2048,
+        detail_images=128,
+        samples=2,
+        equivariance_images=64,
+        equivariance_shift=16,
+        # VGG13 conv3d diverged at 0.1 in the quick mode.
+        lr=0.05,
+    ),
+}
+
+
+def run_name(model, variant, augment):
+    return f"{model}-{variant}-{augment}"
+
+
+def train_config(settings, model, variant, augment, out_dir, data_dir, verbose):
+    """The `training.TrainConfig` options of one run."""
+    options = {"filt_size": 4, "padding": "zero", "polyphase_order": "fixed"}
+    options.update(VARIANTS[variant])
+    return {
+        "model": model,
+        "dataset": "fashion_mnist",
+        "data_dir": data_dir,
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "optimizer": "sgd",
+        "lr": settings.lr,
+        "schedule": "cyclic",
+        "augment": AUGMENTS[augment],
+        "width_multiplier": settings.width_multiplier,
+        "seed": settings.seed,
+        "out": os.path.join(out_dir, "train", run_name(model, variant, augment)),
+        "validation_split": settings.validation_split,
+        "train_subset": settings.train_subset,
+        "test_subset": settings.test_images,
+        "consistency_images": min(256, settings.test_images),
+        "max_shift": settings.max_shift,
+        "install_data": False,
+        "verbose": verbose,
+        **options,
+    }
+
+
+def test_batches(settings, data_dir):
+    """(test data, detail data): the first test images, batched as in training."""
+    ds, info = data.load("fashion_mnist", "test", data_dir=data_dir)
+    pad_to = 32 if tuple(info.image_shape[:2]) == (28, 28) else None
+
+    def batches(count):
+        return data.pipeline(
+            ds.take(count), settings.batch_size, training=False, pad_to=pad_to
+        ).cache()
+
+    return batches(settings.test_images), batches(settings.detail_images)
+
+
+def measure(model, test, detail, settings):
+    """The shift-robustness numbers of one trained model."""
+    common = {
+        "max_shift": settings.max_shift,
+        "samples": settings.samples,
+        "seed": settings.seed,
+    }
+    curves = metrics.diagonal_stability(model, detail, settings.stability_shift)
+    return {
+        "accuracy": metrics.shifted_accuracy(model, test, max_shift=1),
+        "shifted_accuracy": metrics.shifted_accuracy(model, test, **common),
+        "consistency_circular": metrics.shift_consistency(
+            model, test, mode="circular", **common
+        ),
+        "consistency_crop": metrics.shift_consistency(
+            model, test, mode="crop", **common
+        ),
+        "variation": metrics.classification_variation(
+            model, detail, max_shift=settings.max_shift
+        ),
+        "stability": {
+            "shifts": list(range(settings.stability_shift + 1)),
+            "mean": curves.mean(axis=0).tolist(),
+            "images": curves[: evaluate.STABILITY_CURVES].tolist(),
+        },
+    }
+
+
+def machine():
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"model name\s*:\s*(.*)", f.read()).group(1).strip()
+    except (OSError, AttributeError):
+        pass
+    try:
+        nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout
+    except OSError:
+        nproc = str(os.cpu_count())
+    return {"nproc": int(nproc.strip()), "cpu": cpu}
+
+
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # Per process: two invocations may share an output folder.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_records(out_dir):
+    folder = os.path.join(out_dir, "records")
+    if not os.path.isdir(folder):
+        return []
+    records = []
+    for name in os.listdir(folder):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                records.append(json.load(f))
+    return sorted(records, key=_plan_order)
+
+
+def _plan_order(record):
+    def index(names, name):
+        names = list(names)
+        return names.index(name) if name in names else len(names)
+
+    return (
+        index(AUGMENTS, record["augment"]),
+        index(MODELS, record["model"]),
+        index(VARIANTS, record["variant"]),
+    )
+
+
+def run(
+    mode,
+    settings,
+    models,
+    variants,
+    augments,
+    out_dir,
+    data_dir=None,
+    benchmarks=None,
+    command=None,
+    verbose=1,
+):
+    """Trains and measures every (augment, model, variant) run not done yet, writing
+    its record, results.json, the plots, report.md and (if given) the BENCHMARKS.md
+    section after each run. Returns the records of `out_dir`."""
+    command = command or shlex.join(
+        ["python", "benchmarks/reproduce.py", *sys.argv[1:]]
+    )
+    plan = [(a, m, v) for a in augments for m in models for v in variants]
+    start = time.perf_counter()
+    test = detail = None
+    for k, (augment, model, variant) in enumerate(plan, start=1):
+        name = run_name(model, variant, augment)
+        path = os.path.join(out_dir, "records", f"{name}.json")
+        prefix = f"[{k}/{len(plan)}] {name}:"
+        if os.path.exists(path):
+            print(f"{prefix} done before ({path})", flush=True)
+            continue
+        print(f"{prefix} training", flush=True)
+        if test is None:
+            test, detail = test_batches(settings, data_dir)
+        config = train_config(
+            settings, model, variant, augment, out_dir, data_dir, verbose
+        )
+        run_start = time.perf_counter()
+        summary = training.train(config)
+        trained = time.perf_counter() - run_start
+        network = load_model(summary["best_model"])
+        record = {
+            "name": name,
+            "mode": mode,
+            "model": model,
+            "variant": variant,
+            "augment": augment,
+            "exact": variant in EXACT,
+            "parameters": summary["parameters"],
+            **measure(network, test, detail, settings),
+            "train_test_accuracy": summary["test_accuracy"],
+            "best_epoch": summary["best_epoch"],
+            "train_seconds": round(trained, 1),
+            "seconds": round(time.perf_counter() - run_start, 1),
+            "command": command,
+            "settings": dataclasses.asdict(settings),
+            "train_config": config,
+            "machine": machine(),
+            "load_average": round(os.getloadavg()[0], 2),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+            "versions": {"keras": keras.__version__},
+        }
+        _write_json(path, record)
+        print(
+            f"{prefix} accuracy {record['accuracy']:.4f}, consistency "
+            f"{record['consistency_circular']:.4f} circular / "
+            f"{record['consistency_crop']:.4f} crop, variation "
+            f"{record['variation']:.2e}; {record['seconds']:.0f} s "
+            f"(elapsed {time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+        keras.backend.clear_session()
+        report(mode, settings, out_dir, benchmarks, data_dir)
+    records = read_records(out_dir)
+    if records and test is None:
+        # Nothing new was run: the report may still be missing or out of date.
+        report(mode, settings, out_dir, benchmarks, data_dir)
+    return records
+
+
+def best_variant(records, model, augment):
+    """The most circularly consistent non-baseline run of (model, augment) that
+    trained, the more accurate one among equals."""
+    candidates = [
+        r
+        for r in records
+        if r["model"] == model
+        and r["augment"] == augment
+        and r["variant"] != "baseline"
+        and not diverged(r)
+    ]
+    return max(
+        candidates,
+        key=lambda r: (r["consistency_circular"], r["accuracy"]),
+        default=None,
+    )
+
+
+def find(records, model, variant, augment):
+    return next(
+        (
+            r
+            for r in records
+            if (r["model"], r["variant"], r["augment"]) == (model, variant, augment)
+        ),
+        None,
+    )
+
+
+def equivariance_entries(records, settings, out_dir, data_dir):
+    """Per-layer equivariance of VGG13 baseline and blur5 (or the most consistent
+    blur run), trained without augmentation if that was run, as in Zhang's Figure
+    4; cached in equivariance/."""
+    vgg = [r for r in records if r["model"] == "vgg13"]
+    augment = "none" if any(r["augment"] == "none" for r in vgg) else "shift"
+    baseline = find(vgg, "vgg13", "baseline", augment)
+    blurs = [r for r in vgg if r["variant"].startswith("blur")]
+    other = find(vgg, "vgg13", "blur5", augment) or best_variant(
+        blurs, "vgg13", augment
+    )
+    if baseline is None or other is None:
+        return []
+    entries = []
+    for record in (baseline, other):
+        path = os.path.join(out_dir, "equivariance", f"{record['name']}.json")
+        if not os.path.exists(path):
+            ds, info = data.load("fashion_mnist", "test", data_dir=data_dir)
+            pad_to = 32 if tuple(info.image_shape[:2]) == (28, 28) else None
+            images = data.pipeline(
+                ds.take(settings.equivariance_images),
+                settings.batch_size,
+                training=False,
+                pad_to=pad_to,
+            )
+            model_path = os.path.join(record["train_config"]["out"], "best.keras")
+            layers = evaluate.layer_equivariance(
+                load_model(model_path),
+                images,
+                max_shift=settings.equivariance_shift,
+                batch_size=settings.batch_size,
+            )
+            _write_json(path, {"name": record["name"], "equivariance": layers})
+        with open(path) as f:
+            entries.append(json.load(f))
+    return entries
+
+
+def plot_consistency_accuracy(records, path):
+    """Zhang's Figure 5: consistency against accuracy, one panel per augmentation
+    setting, one colour per variant, one marker per model."""
+    augments = [a for a in AUGMENTS if any(r["augment"] == a for r in records)]
+    figure = Figure(figsize=(5.5 * len(augments), 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(augments), squeeze=False)[0]
+    colours = {v: f"C{i % 10}" for i, v in enumerate(VARIANTS)}
+    markers = dict(zip(MODELS, "os", strict=True))
+    for ax, augment in zip(axes, augments, strict=True):
+        for r in records:
+            if r["augment"] != augment:
+                continue
+            ax.scatter(
+                100 * r["accuracy"],
+                100 * r["consistency_circular"],
+                color=colours[r["variant"]],
+                marker=markers.get(r["model"], "^"),
+                s=45,
+                edgecolors="black" if r["exact"] else "none",
+            )
+            ax.annotate(
+                r["variant"],
+                (100 * r["accuracy"], 100 * r["consistency_circular"]),
+                textcoords="offset points",
+                xytext=(4, 3),
+                fontsize=6,
+                color=colours[r["variant"]],
+            )
+        ax.set_title(f"train {AUGMENT_TITLES[augment]}", fontsize=10)
+        ax.set_xlabel("test accuracy, unshifted (%)")
+        ax.grid(alpha=0.3)
+        ax.margins(0.15)
+        for model, marker in markers.items():
+            if any(r["model"] == model for r in records):
+                ax.scatter([], [], marker=marker, color="gray", label=model)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("circular shift consistency (%)")
+    figure.savefig(path, dpi=110)
+
+
+def make_plots(records, settings, out_dir, data_dir):
+    """Writes the PNGs; returns their paths."""
+    paths = [os.path.join(out_dir, "consistency_accuracy.png")]
+    plot_consistency_accuracy(records, paths[0])
+    for augment in AUGMENTS:
+        for model in MODELS:
+            baseline = find(records, model, "baseline", augment)
+            best = best_variant(records, model, augment)
+            if baseline is None or best is None:
+                continue
+            entries = [
+                {"name": f"{r['model']} {r['variant']}", "stability": r["stability"]}
+                for r in (baseline, best)
+            ]
+            paths.append(os.path.join(out_dir, f"stability_{model}_{augment}.png"))
+            plots.plot_stability(entries, paths[-1])
+    entries = equivariance_entries(records, settings, out_dir, data_dir)
+    for entry in entries:
+        paths.append(os.path.join(out_dir, f"equivariance_{entry['name']}.png"))
+        plots.plot_equivariance(entry, paths[-1])
+    if entries:
+        paths.append(os.path.join(out_dir, "equivariance_layers.png"))
+        plots.plot_layer_means(entries, paths[-1])
+    return paths
+
+
+# Below this test accuracy (twice chance on 10 classes) a run did not train.
+DIVERGED_ACCURACY = 0.2
+
+
+def diverged(record):
+    return record["accuracy"] < DIVERGED_ACCURACY
+
+
+def claims(records):
+    """Checks the two claims per (model, augment): lines of Markdown."""
+    lines = []
+    for augment in AUGMENTS:
+        for model in MODELS:
+            group = [
+                r for r in records if (r["model"], r["augment"]) == (model, augment)
+            ]
+            baseline = find(group, model, "baseline", augment)
+            if baseline is None or len(group) < 2:
+                continue
+            base = baseline["consistency_circular"]
+            others = [r for r in group if r["variant"] != "baseline"]
+            failed = [r["variant"] for r in others if diverged(r)]
+            worse = [
+                f"{r['variant']} ({100 * r['consistency_circular']:.1f}%)"
+                for r in others
+                if not diverged(r) and r["consistency_circular"] <= base
+            ]
+            if worse or failed:
+                verdict = "**does not hold**: " + "; ".join(
+                    ([f"not more consistent: {', '.join(worse)}"] if worse else [])
+                    + (
+                        [
+                            f"did not train (chance accuracy, so its consistency is "
+                            f"that of a near-constant predictor): {', '.join(failed)}"
+                        ]
+                        if failed
+                        else []
+                    )
+                )
+            else:
+                verdict = "**holds**: every other variant is more consistent"
+            lines.append(
+                f"- {model}, {AUGMENT_TITLES[augment]}: baseline circular "
+                f"consistency {100 * base:.1f}%; {verdict}."
+            )
+            exact = [r for r in group if r["exact"]]
+            if exact:
+                missed = [r for r in exact if r["consistency_circular"] < 1.0]
+                values = ", ".join(
+                    f"{r['variant']} {100 * r['consistency_circular']:.1f}%"
+                    for r in exact
+                )
+                verdict = (
+                    "all at 100.0%"
+                    if not missed
+                    else f"**not all at 100.0%** ({len(missed)} below)"
+                )
+                untrained = [r["variant"] for r in exact if diverged(r)]
+                if untrained:
+                    verdict += (
+                        f", but {', '.join(untrained)} did not train, so its 100.0% "
+                        "shows only that a constant output is invariant"
+                    )
+                lines.append(f"  Exact variants: {values}: {verdict}.")
+    return lines
+
+
+def _pct(record, key):
+    return "n/a" if record is None else f"{100 * record[key]:.1f}"
+
+
+def _agreement(agrees):
+    return "agrees with" if agrees else "disagrees with"
+
+
+def comparison(records):
+    """The papers' numbers next to ours, and whether the orderings agree."""
+    lines = []
+    base = find(records, "vgg13", "baseline", "none")
+    blur5 = find(records, "vgg13", "blur5", "none")
+    if base and blur5:
+        gain = blur5["consistency_circular"] - base["consistency_circular"]
+        lines.append(
+            "- Zhang's ICLR draft, CIFAR-10 VGG13 trained without augmentation, "
+            "circular consistency: 88.1% baseline, 98.2% Triangle-5 (+10.1 points). "
+            f"Here, VGG13 without augmentation: {_pct(base, 'consistency_circular')}%"
+            f" baseline, {_pct(blur5, 'consistency_circular')}% blur5 (the binomial "
+            "[1, 4, 6, 4, 1] filter, Zhang's Pascal-5; Triangle-5 is not in the "
+            f"package): {100 * gain:+.1f} points, which "
+            f"{_agreement(gain > 0)} the direction of the paper"
+            + (
+                "; the size of the gain and the absolute numbers are not comparable "
+                "(other data, scale and training length)."
+                if gain > 0
+                else "."
+            )
+        )
+        better = blur5["accuracy"] > base["accuracy"]
+        lines.append(
+            "- Zhang's draft also finds blurring raises accuracy without "
+            "augmentation (91.6% baseline, 93.3% Triangle-5). Here: "
+            f"{_pct(base, 'accuracy')}% baseline, {_pct(blur5, 'accuracy')}% blur5, "
+            f"which {_agreement(better)} it."
+        )
+    augmented = find(records, "vgg13", "baseline", "shift")
+    if base and augmented:
+        rises = augmented["consistency_circular"] > base["consistency_circular"]
+        lines.append(
+            "- Zhang's draft: shift augmentation raises the baseline's consistency "
+            "(88.1% to 96.6%). Here, VGG13 baseline: "
+            f"{_pct(base, 'consistency_circular')}% without, "
+            f"{_pct(augmented, 'consistency_circular')}% with augmentation, which "
+            f"{_agreement(rises)} it."
+        )
+    row = {
+        v: find(records, "resnet18", v, "shift")
+        for v in ("baseline", "blur3", "blur5", "group", "conv3d")
+    }
+    if any(row.values()):
+        crop = {v: r["consistency_crop"] for v, r in row.items() if r}
+        text = (
+            "- Shift-invariant-module paper, ResNet-18 on ImageNet (random-crop "
+            "training, consistency between two crops): 83.0% baseline, 87.8% blur "
+            "(Zhang's anti-aliased ResNet-18), 90.4% group, 90.2% conv3d. Here, "
+            "ResNet-18 with shift augmentation, crop consistency: "
+            + ", ".join(f"{_pct(r, 'consistency_crop')}% {v}" for v, r in row.items())
+            + "."
+        )
+        blurs = [crop[v] for v in ("blur3", "blur5") if v in crop]
+        if "baseline" in crop and blurs and "group" in crop and "conv3d" in crop:
+            ordered = crop["baseline"] < min(blurs) and max(blurs) < min(
+                crop["group"], crop["conv3d"]
+            )
+            text += (
+                " The paper's ordering baseline < blur < group, conv3d "
+                f"{'holds' if ordered else 'does not hold'} here, so this "
+                f"{_agreement(ordered)} the paper."
+            )
+        if row["baseline"] and row["group"] and row["conv3d"]:
+            better = (
+                min(row["group"]["accuracy"], row["conv3d"]["accuracy"])
+                > row["baseline"]["accuracy"]
+            )
+            text += (
+                " The paper's group and conv3d models are also more accurate than "
+                "its baseline (68.8% and 68.6% top-1 against 65.4%); here "
+                f"{_pct(row['group'], 'accuracy')}% and "
+                f"{_pct(row['conv3d'], 'accuracy')}% against "
+                f"{_pct(row['baseline'], 'accuracy')}%, which {_agreement(better)} it."
+            )
+        lines.append(text)
+    return lines
+
+
+def table(records):
+    lines = [
+        "| model | augmentation | variant | parameters | accuracy | shifted "
+        "accuracy | circular consistency | crop consistency | variation | "
+        "seconds |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['model']} | {r['augment']} | {r['variant']}"
+            f"{' (did not train)' if diverged(r) else ''} | "
+            f"{r['parameters']:,} | {100 * r['accuracy']:.1f} | "
+            f"{100 * r['shifted_accuracy']:.1f} | "
+            f"{100 * r['consistency_circular']:.1f} | "
+            f"{100 * r['consistency_crop']:.1f} | {r['variation']:.2e} | "
+            f"{r['seconds']:.0f} |"
+        )
+    return lines
+
+
+def table_command(mode, records):
+    """The command that makes the runs of `records` (options only where they are
+    a subset of the defaults)."""
+    words = ["python", "benchmarks/reproduce.py"] + (
+        ["--quick"] if mode == "quick" else []
+    )
+    for option, names in (
+        ("--models", MODELS),
+        ("--variants", VARIANTS),
+        ("--augment", AUGMENTS),
+    ):
+        key = option.removeprefix("--").removesuffix("s")
+        used = [n for n in names if any(r[key] == n for r in records)]
+        if len(used) < len(names):
+            words += [option, *used]
+    return shlex.join(words)
+
+
+def report_markdown(mode, settings, records, plot_paths, base_dir):
+    """The Markdown of one mode's results; links are relative to `base_dir`."""
+    s = settings
+    first = min(records, key=lambda r: r["date"])
+    last = max(records, key=lambda r: r["date"])
+    m = last["machine"]
+    commands = sorted({r["command"] for r in records})
+    planned = len(MODELS) * len(VARIANTS) * len(AUGMENTS)
+    lines = [
+        f"### {mode} mode ({len(records)} of {planned} runs)",
+        "",
+        f"- Command: `{table_command(mode, records)}` (it makes these runs; they "
+        f"were made by {'; '.join(f'`{c}`' for c in commands)}).",
+        f"- Date: {first['date']} to {last['date']}; machine: {m['nproc']} CPUs "
+        f"(`nproc`), {m['cpu']}; load average {last['load_average']} at the last "
+        "run (other work shared the machine).",
+        f"- Time: {sum(r['seconds'] for r in records) / 60:.0f} min for these "
+        f"runs, {statistics.median(r['seconds'] for r in records):.0f} s median per "
+        "run (training, evaluation and building and tracing the Keras models).",
+        f"- Training: Fashion-MNIST padded to 32x32, {s.train_subset or 'all'} "
+        f"training images, {s.epochs} epoch(s), batch {s.batch_size}, SGD momentum "
+        f"0.9, one triangular learning-rate cycle peaking at {s.lr}, weight decay "
+        f"5e-5, seed {s.seed}, width multiplier {s.width_multiplier:g}; the model of "
+        "the epoch with the best validation accuracy.",
+        f"- Test: {s.test_images} test images for accuracy and consistency "
+        f"({s.samples} random shift pair(s) per image, dy and dx in [0, "
+        f"{s.max_shift}) px; 'shifted accuracy' under random circular shifts; "
+        "'crop' shifts fill from the reflected image), variation (variance of "
+        "P(correct class) over all shifts in "
+        f"[0, {s.max_shift})^2) on {s.detail_images} images. Percentages.",
+        "",
+        *table(records),
+        "",
+        "Claims:",
+        "",
+        *claims(records),
+        "",
+        "Against the papers:",
+        "",
+        *(
+            comparison(records)
+            or ["- (needs VGG13 without or ResNet-18 with shift augmentation)"]
+        ),
+        "",
+    ]
+    for path in plot_paths:
+        rel = os.path.relpath(path, base_dir)
+        lines.append(f"![{os.path.splitext(os.path.basename(path))[0]}]({rel})")
+    return "\n".join(lines) + "\n"
+
+
+INTRO = """## Reproduction of the papers at small scale (benchmarks/reproduce.py)
+
+The claims of the seed papers, measured with this package on Fashion-MNIST (zero-padded
+to 32x32) instead of CIFAR-10 (Zhang's ICLR draft) and ImageNet (the
+shift-invariant-module paper), with models a fraction of the papers' width trained for a
+few epochs on 2 CPU cores instead of 150 epochs (CIFAR-10) or 16 epochs (ImageNet) on
+GPUs. Absolute numbers therefore differ from the papers' (Fashion-MNIST objects sit on a
+black background, so circular shifts move them inside the frame; the small models are
+far from converged); what can be compared is the ordering of the variants under the same
+training, and even that only roughly: every run has one seed, and with such short
+training differences of a few points between variants are within the run-to-run noise
+(not measured here). Shift augmentation is the training pipeline's crop_flip (random
+32x32 crop of the image zero-padded by 4 px, and a horizontal flip), as in Zhang's
+CIFAR-10 training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial
+filter; group and conv3d are ShiftInvariantDown; aps is adaptive polyphase sampling; the
+-circular variants use circular padding and are exactly invariant to circular shifts
+(group/conv3d with polyphase_order="aps"); crop shifts bring new content in at the
+border, so their crop consistency can be below 100%. Each table says which mode made it
+and the command that reproduces it.
+"""
+
+
+def replace_section(text, name, body):
+    """`text` with the part between `<!-- name:start -->` and `<!-- name:end -->`
+    replaced by `body` (appended, with its markers, when there is none yet)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text.split(start, 1)[1]:
+        before, rest = text.split(start, 1)
+        return before + block + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def section(text, name):
+    """The body of the section `name` of `text`, or None."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text.split(start, 1)[1]:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def update_benchmarks(text, mode, body):
+    """BENCHMARKS.md `text` with `body` as the subsection of `mode` inside the
+    `reproduce` section; the other modes' subsections and sections stay."""
+    inner = replace_section(section(text, SECTION) or "", f"{SECTION}-intro", INTRO)
+    return replace_section(
+        text, SECTION, replace_section(inner, f"{SECTION}-{mode}", body)
+    )
+
+
+def report(mode, settings, out_dir, benchmarks=None, data_dir=None):
+    """Rewrites results.json, the plots, report.md and the BENCHMARKS.md section."""
+    records = read_records(out_dir)
+    _write_json(os.path.join(out_dir, "results.json"), records)
+    plot_paths = make_plots(records, settings, out_dir, data_dir)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(report_markdown(mode, settings, records, plot_paths, out_dir))
+    if benchmarks:
+        text = (
+            open(benchmarks).read() if os.path.exists(benchmarks) else "# Benchmarks\n"
+        )
+        body = report_markdown(
+            mode, settings, records, plot_paths, os.path.dirname(benchmarks)
+        )
+        with open(benchmarks, "w") as f:
+            f.write(update_benchmarks(text, mode, body))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the ~5 minute mode")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
+    )
+    parser.add_argument(
+        "--augment", nargs="+", default=list(AUGMENTS), choices=list(AUGMENTS)
+    )
+    parser.add_argument("--out", help="output folder (default benchmarks/results/MODE)")
+    parser.add_argument("--data-dir", help="Fashion-MNIST IDX folder (default: system)")
+    parser.add_argument(
+        "--benchmarks",
+        default=os.path.join(ROOT, "BENCHMARKS.md"),
+        help="Markdown file whose reproduce section is updated ('' for none)",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1 if sys.stdout.isatty() else 2,
+        help="Keras verbosity (1: progress bars, 2: a line per epoch)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    out_dir = args.out or os.path.join(ROOT, "benchmarks", "results", mode)
+    start = time.perf_counter()
+    records = run(
+        mode,
+        MODES[mode],
+        args.models,
+        args.variants,
+        args.augment,
+        out_dir,
+        data_dir=args.data_dir,
+        benchmarks=args.benchmarks or None,
+        verbose=args.verbose,
+    )
+    print(
+        f"{len(records)} runs in {out_dir} ({time.perf_counter() - start:.0f} s); "
+        f"report: {os.path.join(out_dir, 'report.md')}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+import dataclasses
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from tests.test_data import _write_idx  # noqa: E402
+
+pytestmark = pytest.mark.tf_only
+
+SCRIPT = os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), "benchmarks", "reproduce.py"
+)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+reproduce = _load_script()
+
+
+def _fashion_like(folder, n_train=64, n_test=16):
+    """IDX files of 28x28 images, two classes told apart by a bright square."""
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 2, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        images[labels == 1, 10:18, 10:18] = 255
+        _write_idx(folder, prefix, images, labels, gz=True)
+
+
+# Trains two tiny models.
+@pytest.mark.slow
+def test_runs_records_and_benchmarks_section(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    _fashion_like(str(data_dir))
+    settings = dataclasses.replace(
+        reproduce.MODES["quick"],
+        width_multiplier=1 / 32,
+        train_subset=None,
+        batch_size=16,
+        validation_split=0.25,
+        test_images=16,
+        detail_images=8,
+        samples=1,
+        stability_shift=2,
+        equivariance_images=4,
+        equivariance_shift=1,
+    )
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text(
+        "# Benchmarks\n\n<!-- bench_layers:start -->\nkeep\n<!-- bench_layers:end -->\n"
+    )
+    out = str(tmp_path / "out")
+    variants = ["baseline", "group-aps-circular"]
+    args = ("quick", settings, ["vgg13"], variants, ["none"], out)
+    options = {"data_dir": str(data_dir), "benchmarks": str(benchmarks), "verbose": 0}
+    records = reproduce.run(*args, command="python reproduce.py --test", **options)
+
+    assert sorted(r["variant"] for r in records) == sorted(variants)
+    with open(os.path.join(out, "results.json")) as f:
+        assert json.load(f) == records
+    for r in records:
+        for key in (
+            "accuracy",
+            "shifted_accuracy",
+            "consistency_circular",
+            "consistency_crop",
+        ):
+            assert 0.0 <= r[key] <= 1.0, key
+        assert r["variation"] >= 0.0
+        assert len(r["stability"]["mean"]) == settings.stability_shift + 1
+        assert r["command"] == "python reproduce.py --test"
+        assert r["train_config"]["model"] == "vgg13"
+        assert r["settings"]["test_images"] == 16
+        assert r["machine"]["nproc"] >= 1
+        assert r["parameters"] > 0
+    exact = next(r for r in records if r["variant"] == "group-aps-circular")
+    assert exact["exact"] and exact["consistency_circular"] == 1.0
+    assert exact["variation"] < 1e-10
+
+    text = benchmarks.read_text()
+    assert "<!-- bench_layers:start -->\nkeep\n<!-- bench_layers:end -->" in text
+    body = reproduce.section(text, "reproduce-quick")
+    assert "python reproduce.py --test" in body
+    assert "| vgg13 | none | group-aps-circular |" in body
+    for png in ("consistency_accuracy.png", "stability_vgg13_none.png"):
+        assert os.path.exists(os.path.join(out, png))
+        assert f"(out/{png})" in body
+
+    # A second invocation finds every record and trains nothing.
+    stamps = {
+        name: os.path.getmtime(os.path.join(out, "records", name))
+        for name in os.listdir(os.path.join(out, "records"))
+    }
+    again = reproduce.run(*args, command="python reproduce.py --test", **options)
+    assert again == records
+    for name, stamp in stamps.items():
+        assert os.path.getmtime(os.path.join(out, "records", name)) == stamp
+
+
+def test_replace_section_keeps_other_sections():
+    text = (
+        "# Benchmarks\n\nintro\n\n<!-- bench_layers:start -->\nlayers\n"
+        "<!-- bench_layers:end -->\n\n<!-- reproduce:start -->\nold\n"
+        "<!-- reproduce:end -->\n\n<!-- bench_models:start -->\nmodels\n"
+        "<!-- bench_models:end -->\n"
+    )
+    new = reproduce.replace_section(text, "reproduce", "new\ntable")
+    assert new == text.replace("\nold\n", "\nnew\ntable\n")
+    assert reproduce.replace_section(new, "reproduce", "new\ntable") == new
+
+    appended = reproduce.replace_section("# Benchmarks\n", "x", "body")
+    assert appended == "# Benchmarks\n\n<!-- x:start -->\nbody\n<!-- x:end -->\n"
+    # An unterminated marker is not a section: a complete one is appended.
+    broken = "<!-- x:start -->\ndangling\n"
+    assert reproduce.replace_section(broken, "x", "b").startswith(broken)
+
+
+def test_modes_are_subsections_of_the_reproduce_section():
+    text = "# Benchmarks\n\n<!-- bench_models:start -->\nm\n<!-- bench_models:end -->\n"
+    text = reproduce.update_benchmarks(text, "quick", "quick table")
+    text = reproduce.update_benchmarks(text, "full", "full table")
+    text = reproduce.update_benchmarks(text, "quick", "quick table 2")
+    inner = reproduce.section(text, "reproduce")
+    assert inner.startswith("<!-- reproduce-intro:start -->")
+    assert reproduce.section(inner, "reproduce-intro") == reproduce.INTRO.strip()
+    assert reproduce.section(inner, "reproduce-quick") == "quick table 2"
+    assert reproduce.section(inner, "reproduce-full") == "full table"
+    assert reproduce.section(text, "bench_models") == "m"
+    assert text.count("<!-- reproduce:start -->") == 1
