@@ -4,8 +4,7 @@ from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
     check_input_shape,
-    downsampled_size,
-    spatial_axes,
+    downsampled_shape,
     standardize_choice,
     standardize_data_format,
     standardize_int,
@@ -78,11 +77,7 @@ class BlurPool2D(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         check_input_shape(self, input_shape, need_channels=False)
-        shape = list(input_shape)
-        for axis, stride in zip(
-            spatial_axes(self.data_format), self.strides, strict=True
-        ):
-            shape[axis] = downsampled_size(shape[axis], stride)
+        shape = downsampled_shape(input_shape, self.strides, self.data_format)
         return tuple(shape)
 
     def get_config(self):

@@ -4,7 +4,7 @@ from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
     check_input_shape,
-    downsampled_size,
+    downsampled_shape,
     spatial_axes,
     standardize_choice,
     standardize_data_format,
@@ -91,13 +91,14 @@ class MaxBlurPool2D(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         check_input_shape(self, input_shape, need_channels=False)
-        shape = list(input_shape)
-        axes = spatial_axes(self.data_format)
-        for axis, pool, stride in zip(axes, self.pool_size, self.strides, strict=True):
-            size = shape[axis]
-            shape[axis] = downsampled_size(
-                None if size is None else size - pool + 1, stride
-            )
+        # The dense max pool (stride 1, VALID) comes first.
+        dense = list(input_shape)
+        for axis, pool in zip(
+            spatial_axes(self.data_format), self.pool_size, strict=True
+        ):
+            if dense[axis] is not None:
+                dense[axis] -= pool - 1
+        shape = downsampled_shape(dense, self.strides, self.data_format)
         return tuple(shape)
 
     def get_config(self):

@@ -5,8 +5,7 @@ from keras_shiftinv.layers.utils import (
     PAD_MODES,
     channel_axis,
     check_input_shape,
-    downsampled_size,
-    spatial_axes,
+    downsampled_shape,
     standardize_choice,
     standardize_data_format,
     standardize_pair,
@@ -88,11 +87,7 @@ class OffsetSubsample(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         check_input_shape(self, input_shape, need_channels=False)
-        shape = list(input_shape)
-        for axis, stride in zip(
-            spatial_axes(self.data_format), self.strides, strict=True
-        ):
-            shape[axis] = downsampled_size(shape[axis], stride)
+        shape = downsampled_shape(input_shape, self.strides, self.data_format)
         axis = channel_axis(self.data_format)
         if shape[axis] is not None:
             shape[axis] *= self.strides[0] * self.strides[1]

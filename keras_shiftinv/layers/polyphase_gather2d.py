@@ -3,8 +3,7 @@ import keras
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     check_input_shape,
-    downsampled_size,
-    spatial_axes,
+    downsampled_shape,
     standardize_data_format,
     standardize_pair,
 )
@@ -83,11 +82,9 @@ class PolyphaseGather2D(keras.layers.Layer):
         return si_ops.polyphase_gather(x, indices, self.strides, self.data_format)
 
     def compute_output_shape(self, input_shape):
-        shape = self._check(input_shape)
-        for axis, stride in zip(
-            spatial_axes(self.data_format), self.strides, strict=True
-        ):
-            shape[axis] = downsampled_size(shape[axis], stride)
+        shape = downsampled_shape(
+            self._check(input_shape), self.strides, self.data_format
+        )
         return tuple(shape)
 
     def get_config(self):

@@ -92,6 +92,12 @@ def check_input_shape(layer, input_shape, need_channels=True):
     return channels
 
 
-def downsampled_size(size, stride):
-    """Output length of a layer that keeps every `stride`-th of `size` samples."""
-    return None if size is None else math.ceil(size / stride)
+def downsampled_shape(input_shape, strides, data_format):
+    """`input_shape` (as a list) with each spatial size `n` replaced by
+    `ceil(n / stride)`, the length a layer that keeps every `stride`-th sample
+    outputs; `None` sizes stay `None`."""
+    shape = list(input_shape)
+    for axis, stride in zip(spatial_axes(data_format), strides, strict=True):
+        if shape[axis] is not None:
+            shape[axis] = math.ceil(shape[axis] / stride)
+    return shape
