@@ -1,16 +1,19 @@
 """Reproduce the seed papers' shift-invariance results at small scale.
 
 On Fashion-MNIST (zero-padded to 32x32), trains VGG13 and ResNet-18 (CIFAR stem) in
-every variant (baseline; blur with filters of 2, 3, 5 and 7 taps; group, conv3d and
-aps; and the exact ones: group / conv3d with polyphase_order="aps" and aps, all with
-circular padding), without and with shift augmentation (random crop of the image
-padded by 4 px, and flip), as Table 1 of Zhang's ICLR draft does. Every run has the
-same seed, schedule and epochs (`keras_shiftinv.training.train`). Then, for each run,
-on the test split: accuracy without shifts and under random circular shifts,
-circular and crop shift consistency, classification variation and the diagonal
-stability curve (`keras_shiftinv.metrics`).
+the variants baseline; blur with filters of 2, 3, 5 and 7 taps; group and conv3d
+(`ShiftInvariantDown`); and the exact ones, aps and group / conv3d with
+polyphase_order="aps" ("group-aps", "conv3d-aps"). As in Zhang's ICLR draft ("in all
+our experiments, we use circular shifting and convolution"), every conv, pool and blur
+pads circularly (`--padding zero` makes the same runs with zero padding). Each model
+is trained without and with shift augmentation (random crop of the image padded by 4
+px, and flip), as Table 1 of that draft does. Every run has the same seed, schedule
+and epochs (`keras_shiftinv.training.train`). Then, for each run, on the test split:
+accuracy without shifts and under random circular shifts, circular and crop shift
+consistency, classification variation and the diagonal stability curve
+(`keras_shiftinv.metrics`).
 
-Writes to the output folder (default benchmarks/results/<mode>/):
+Writes to the output folder (default benchmarks/results/<mode>[-zero]/):
 
     records/<run>.json   one record per run (its command and configuration too);
                          a run whose record exists is skipped, so an interrupted
@@ -27,8 +30,8 @@ Writes to the output folder (default benchmarks/results/<mode>/):
 and puts report.md into BENCHMARKS.md, in the subsection of its mode inside the
 `reproduce` section (other sections are left as they are).
 
-    python benchmarks/reproduce.py --quick                  # about 5 minutes
-    python benchmarks/reproduce.py                          # full mode, ~90 minutes
+    python benchmarks/reproduce.py --quick       # 16 runs, about 5 minutes
+    python benchmarks/reproduce.py               # full mode: 40 runs, about an hour
     python benchmarks/reproduce.py --quick --models vgg13 --variants baseline blur5 \\
         --augment none
 """
@@ -67,21 +70,13 @@ VARIANTS = {
     "conv3d": {"variant": "conv3d"},
     # Adaptive polyphase sampling alone (no blur), as in Chaman & Dokmanic.
     "aps": {"variant": "aps", "filt_size": 1},
-    "group-aps-circular": {
-        "variant": "group",
-        "polyphase_order": "aps",
-        "padding": "circular",
-    },
-    "conv3d-aps-circular": {
-        "variant": "conv3d",
-        "polyphase_order": "aps",
-        "padding": "circular",
-    },
-    "aps-circular": {"variant": "aps", "filt_size": 1, "padding": "circular"},
+    "group-aps": {"variant": "group", "polyphase_order": "aps"},
+    "conv3d-aps": {"variant": "conv3d", "polyphase_order": "aps"},
 }
-# Exactly invariant to circular shifts (in inference mode).
-EXACT = ("group-aps-circular", "conv3d-aps-circular", "aps-circular")
+# Exactly invariant to circular shifts (in inference mode) with circular padding.
+EXACT = ("aps", "group-aps", "conv3d-aps")
 MODELS = ("vgg13", "resnet18")
+PADDINGS = ("circular", "zero")
 # Our name: the `augment` option of the training pipeline.
 AUGMENTS = {"none": "none", "shift": "crop_flip"}
 AUGMENT_TITLES = {
@@ -111,6 +106,11 @@ class Settings:
         equivariance_shift: the maps cover the shifts [0, equivariance_shift]^2.
         lr: peak learning rate of SGD (momentum 0.9) with one triangular cycle.
         seed: seed of weights, data order, augmentation and shifts.
+        padding: padding of every conv, pool and blur of every model: "circular"
+            (Zhang's protocol: circular convolution under circular shifts) or
+            "zero".
+        models, variants, augments: the runs the mode makes by default (every
+            combination).
     """
 
     width_multiplier: float
@@ -127,6 +127,10 @@ class Settings:
     equivariance_shift: int = 8
     lr: float = 0.1
     seed: int = 0
+    padding: str = "circular"
+    models: tuple = MODELS
+    variants: tuple = tuple(VARIANTS)
+    augments: tuple = tuple(AUGMENTS)
 
 
 MODES = {
@@ -139,6 +143,9 @@ MODES = {
         test_images=512,
         detail_images=64,
         samples=4,
+        # About 5 minutes: the baseline, the two anti-aliasing methods and one
+        # exact variant.
+        variants=("baseline", "blur5", "group", "group-aps"),
     ),
     "full": Settings(
         width_multiplier=1 / 8,
@@ -151,7 +158,6 @@ MODES = {
         samples=2,
         equivariance_images=64,
         equivariance_shift=16,
-        # VGG13 conv3d diverged at 0.1 in the quick mode.
         lr=0.05,
     ),
 }
@@ -161,9 +167,14 @@ def run_name(model, variant, augment):
     return f"{model}-{variant}-{augment}"
 
 
+def label(mode, settings):
+    """The name of a mode's results (folder, BENCHMARKS.md subsection)."""
+    return mode if settings.padding == "circular" else f"{mode}-{settings.padding}"
+
+
 def train_config(settings, model, variant, augment, out_dir, data_dir, verbose):
     """The `training.TrainConfig` options of one run."""
-    options = {"filt_size": 4, "padding": "zero", "polyphase_order": "fixed"}
+    options = {"filt_size": 4, "padding": settings.padding, "polyphase_order": "fixed"}
     options.update(VARIANTS[variant])
     return {
         "model": model,
@@ -281,22 +292,25 @@ def _plan_order(record):
 def run(
     mode,
     settings,
-    models,
-    variants,
-    augments,
     out_dir,
     data_dir=None,
     benchmarks=None,
     command=None,
     verbose=1,
 ):
-    """Trains and measures every (augment, model, variant) run not done yet, writing
+    """Trains and measures every (augment, model, variant) run of `settings` not
+    done yet, writing
     its record, results.json, the plots, report.md and (if given) the BENCHMARKS.md
     section after each run. Returns the records of `out_dir`."""
     command = command or shlex.join(
         ["python", "benchmarks/reproduce.py", *sys.argv[1:]]
     )
-    plan = [(a, m, v) for a in augments for m in models for v in variants]
+    plan = [
+        (a, m, v)
+        for a in settings.augments
+        for m in settings.models
+        for v in settings.variants
+    ]
     start = time.perf_counter()
     test = detail = None
     for k, (augment, model, variant) in enumerate(plan, start=1):
@@ -322,7 +336,8 @@ def run(
             "model": model,
             "variant": variant,
             "augment": augment,
-            "exact": variant in EXACT,
+            "padding": settings.padding,
+            "exact": variant in EXACT and settings.padding == "circular",
             "parameters": summary["parameters"],
             **measure(network, test, detail, settings),
             "train_test_accuracy": summary["test_accuracy"],
@@ -665,20 +680,22 @@ def table(records):
     return lines
 
 
-def table_command(mode, records):
+def table_command(mode, settings, records):
     """The command that makes the runs of `records` (options only where they are
-    a subset of the defaults)."""
+    not the mode's defaults)."""
     words = ["python", "benchmarks/reproduce.py"] + (
         ["--quick"] if mode == "quick" else []
     )
-    for option, names in (
-        ("--models", MODELS),
-        ("--variants", VARIANTS),
-        ("--augment", AUGMENTS),
+    if settings.padding != MODES[mode].padding:
+        words += ["--padding", settings.padding]
+    for option, names, default in (
+        ("--models", MODELS, MODES[mode].models),
+        ("--variants", VARIANTS, MODES[mode].variants),
+        ("--augment", AUGMENTS, MODES[mode].augments),
     ):
         key = option.removeprefix("--").removesuffix("s")
         used = [n for n in names if any(r[key] == n for r in records)]
-        if len(used) < len(names):
+        if set(used) != set(default):
             words += [option, *used]
     return shlex.join(words)
 
@@ -690,11 +707,11 @@ def report_markdown(mode, settings, records, plot_paths, base_dir):
     last = max(records, key=lambda r: r["date"])
     m = last["machine"]
     commands = sorted({r["command"] for r in records})
-    planned = len(MODELS) * len(VARIANTS) * len(AUGMENTS)
+    planned = len(s.models) * len(s.variants) * len(s.augments)
     lines = [
-        f"### {mode} mode ({len(records)} of {planned} runs)",
+        f"### {mode} mode, {s.padding} padding ({len(records)} of {planned} runs)",
         "",
-        f"- Command: `{table_command(mode, records)}` (it makes these runs; they "
+        f"- Command: `{table_command(mode, s, records)}` (it makes these runs; they "
         f"were made by {'; '.join(f'`{c}`' for c in commands)}).",
         f"- Date: {first['date']} to {last['date']}; machine: {m['nproc']} CPUs "
         f"(`nproc`), {m['cpu']}; load average {last['load_average']} at the last "
@@ -705,8 +722,9 @@ def report_markdown(mode, settings, records, plot_paths, base_dir):
         f"- Training: Fashion-MNIST padded to 32x32, {s.train_subset or 'all'} "
         f"training images, {s.epochs} epoch(s), batch {s.batch_size}, SGD momentum "
         f"0.9, one triangular learning-rate cycle peaking at {s.lr}, weight decay "
-        f"5e-5, seed {s.seed}, width multiplier {s.width_multiplier:g}; the model of "
-        "the epoch with the best validation accuracy.",
+        f"5e-5, seed {s.seed}, width multiplier {s.width_multiplier:g}, {s.padding} "
+        "padding in every conv, pool and blur; the model of the epoch with the best "
+        "validation accuracy.",
         f"- Test: {s.test_images} test images for accuracy and consistency "
         f"({s.samples} random shift pair(s) per image, dy and dx in [0, "
         f"{s.max_shift}) px; 'shifted accuracy' under random circular shifts; "
@@ -740,19 +758,20 @@ The claims of the seed papers, measured with this package on Fashion-MNIST (zero
 to 32x32) instead of CIFAR-10 (Zhang's ICLR draft) and ImageNet (the
 shift-invariant-module paper), with models a fraction of the papers' width trained for a
 few epochs on 2 CPU cores instead of 150 epochs (CIFAR-10) or 16 epochs (ImageNet) on
-GPUs. Absolute numbers therefore differ from the papers' (Fashion-MNIST objects sit on a
-black background, so circular shifts move them inside the frame; the small models are
-far from converged); what can be compared is the ordering of the variants under the same
-training, and even that only roughly: every run has one seed, and with such short
-training differences of a few points between variants are within the run-to-run noise
-(not measured here). Shift augmentation is the training pipeline's crop_flip (random
-32x32 crop of the image zero-padded by 4 px, and a horizontal flip), as in Zhang's
-CIFAR-10 training. Variants: blurN is MaxBlurPool/BlurPool with the N-tap binomial
-filter; group and conv3d are ShiftInvariantDown; aps is adaptive polyphase sampling; the
--circular variants use circular padding and are exactly invariant to circular shifts
-(group/conv3d with polyphase_order="aps"); crop shifts bring new content in at the
-border, so their crop consistency can be below 100%. Each table says which mode made it
-and the command that reproduces it.
+GPUs. Absolute numbers therefore differ from the papers'; what can be compared is the
+ordering of the variants under the same training, and even that only roughly: every
+run has one seed, and with such short training differences of a few points between
+variants are within the run-to-run noise (not measured here). As in Zhang's draft,
+every model pads circularly (conv, pool, blur), so that under a circular shift only the
+subsampling can break invariance. Shift augmentation is the training pipeline's
+crop_flip (random 32x32 crop of the image zero-padded by 4 px, and a horizontal flip),
+as in Zhang's CIFAR-10 training. Variants: blurN is MaxBlurPool/BlurPool with the
+N-tap binomial filter; group and conv3d are ShiftInvariantDown (learned, fixed
+polyphase order); aps is adaptive polyphase sampling; group-aps and conv3d-aps are
+ShiftInvariantDown with polyphase_order="aps". aps, group-aps and conv3d-aps are
+exactly invariant to circular shifts; crop shifts bring new content in at the border,
+so their crop consistency can be below 100%. Each table says which mode made it and the
+command that reproduces it.
 """
 
 
@@ -776,8 +795,8 @@ def section(text, name):
 
 
 def update_benchmarks(text, mode, body):
-    """BENCHMARKS.md `text` with `body` as the subsection of `mode` inside the
-    `reproduce` section; the other modes' subsections and sections stay."""
+    """BENCHMARKS.md `text` with `body` as the subsection `mode` (a `label`)
+    inside the `reproduce` section; the other subsections and sections stay."""
     inner = replace_section(section(text, SECTION) or "", f"{SECTION}-intro", INTRO)
     return replace_section(
         text, SECTION, replace_section(inner, f"{SECTION}-{mode}", body)
@@ -799,20 +818,29 @@ def report(mode, settings, out_dir, benchmarks=None, data_dir=None):
             mode, settings, records, plot_paths, os.path.dirname(benchmarks)
         )
         with open(benchmarks, "w") as f:
-            f.write(update_benchmarks(text, mode, body))
+            f.write(update_benchmarks(text, label(mode, settings), body))
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the ~5 minute mode")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", choices=MODELS)
     parser.add_argument(
-        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        help="default: all in the full mode; baseline blur5 group group-aps in quick",
+    )
+    parser.add_argument("--augment", nargs="+", choices=list(AUGMENTS))
+    parser.add_argument(
+        "--padding",
+        choices=PADDINGS,
+        default="circular",
+        help="padding of every model (results of 'zero' go to MODE-zero)",
     )
     parser.add_argument(
-        "--augment", nargs="+", default=list(AUGMENTS), choices=list(AUGMENTS)
+        "--out", help="output folder (default benchmarks/results/MODE[-zero])"
     )
-    parser.add_argument("--out", help="output folder (default benchmarks/results/MODE)")
     parser.add_argument("--data-dir", help="Fashion-MNIST IDX folder (default: system)")
     parser.add_argument(
         "--benchmarks",
@@ -832,14 +860,23 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     mode = "quick" if args.quick else "full"
-    out_dir = args.out or os.path.join(ROOT, "benchmarks", "results", mode)
+    plan = {
+        key: tuple(value)
+        for key, value in (
+            ("models", args.models),
+            ("variants", args.variants),
+            ("augments", args.augment),
+        )
+        if value
+    }
+    settings = dataclasses.replace(MODES[mode], padding=args.padding, **plan)
+    out_dir = args.out or os.path.join(
+        ROOT, "benchmarks", "results", label(mode, settings)
+    )
     start = time.perf_counter()
     records = run(
         mode,
-        MODES[mode],
-        args.models,
-        args.variants,
-        args.augment,
+        settings,
         out_dir,
         data_dir=args.data_dir,
         benchmarks=args.benchmarks or None,

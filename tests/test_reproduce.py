@@ -61,8 +61,11 @@ def test_runs_records_and_benchmarks_section(tmp_path):
         "# Benchmarks\n\n<!-- bench_layers:start -->\nkeep\n<!-- bench_layers:end -->\n"
     )
     out = str(tmp_path / "out")
-    variants = ["baseline", "group-aps-circular"]
-    args = ("quick", settings, ["vgg13"], variants, ["none"], out)
+    variants = ["baseline", "group-aps"]
+    settings = dataclasses.replace(
+        settings, models=("vgg13",), variants=tuple(variants), augments=("none",)
+    )
+    args = ("quick", settings, out)
     options = {"data_dir": str(data_dir), "benchmarks": str(benchmarks), "verbose": 0}
     records = reproduce.run(*args, command="python reproduce.py --test", **options)
 
@@ -84,7 +87,7 @@ def test_runs_records_and_benchmarks_section(tmp_path):
         assert r["settings"]["test_images"] == 16
         assert r["machine"]["nproc"] >= 1
         assert r["parameters"] > 0
-    exact = next(r for r in records if r["variant"] == "group-aps-circular")
+    exact = next(r for r in records if r["variant"] == "group-aps")
     assert exact["exact"] and exact["consistency_circular"] == 1.0
     assert exact["variation"] < 1e-10
 
@@ -92,7 +95,8 @@ def test_runs_records_and_benchmarks_section(tmp_path):
     assert "<!-- bench_layers:start -->\nkeep\n<!-- bench_layers:end -->" in text
     body = reproduce.section(text, "reproduce-quick")
     assert "python reproduce.py --test" in body
-    assert "| vgg13 | none | group-aps-circular |" in body
+    assert "| vgg13 | none | group-aps |" in body
+    assert "--variants baseline group-aps --augment none" in body
     for png in ("consistency_accuracy.png", "stability_vgg13_none.png"):
         assert os.path.exists(os.path.join(out, png))
         assert f"(out/{png})" in body
@@ -138,3 +142,28 @@ def test_modes_are_subsections_of_the_reproduce_section():
     assert reproduce.section(inner, "reproduce-full") == "full table"
     assert reproduce.section(text, "bench_models") == "m"
     assert text.count("<!-- reproduce:start -->") == 1
+
+
+def test_table_command_names_only_what_differs_from_the_mode():
+    quick = reproduce.MODES["quick"]
+    records = [
+        {"model": m, "variant": v, "augment": a}
+        for m in reproduce.MODELS
+        for v in quick.variants
+        for a in reproduce.AUGMENTS
+    ]
+    assert reproduce.table_command("quick", quick, records) == (
+        "python benchmarks/reproduce.py --quick"
+    )
+    zero = dataclasses.replace(quick, padding="zero")
+    subset = [r for r in records if r["augment"] == "none"]
+    assert reproduce.table_command("quick", zero, subset) == (
+        "python benchmarks/reproduce.py --quick --padding zero --augment none"
+    )
+    # Variants beyond the quick mode's are listed, in the script's order.
+    more = records + [{"model": "vgg13", "variant": "aps", "augment": "none"}]
+    assert reproduce.table_command("quick", quick, more).endswith(
+        "--variants baseline blur5 group aps group-aps"
+    )
+    assert reproduce.label("quick", zero) == "quick-zero"
+    assert reproduce.label("full", reproduce.MODES["full"]) == "full"

@@ -74,8 +74,9 @@ class Builder:
       (kernel_size=k), BN, ReLU; "aps": the conv at stride 1, BN, ReLU,
       `PolyphaseDown2D`.
     - a max pool (p x p, stride 2): "blur": `MaxBlurPool2D(p)`; "group"/"conv3d":
-      `ShiftInvariantDown(kernel_size=3)`; "aps": a dense (stride 1) max pool, then
-      `PolyphaseDown2D`.
+      `ShiftInvariantDown(kernel_size=3)` and BN (without it the linear module's
+      output scale is free, and VGG13 "conv3d" diverged); "aps": a dense (stride 1)
+      max pool, then `PolyphaseDown2D`.
     - a strided 1x1 shortcut (then BN): "blur": `BlurPool2D`, the 1x1 conv at
       stride 1; "group"/"conv3d": `ShiftInvariantDown(kernel_size=1)`; "aps": the
       blur (stride 1) and `PolyphaseGather2D` at the index the block's
@@ -188,13 +189,15 @@ class Builder:
             x, index = self._subsample(x, f"{prefix}_down")
         return x, index
 
-    def max_pool(self, x, pool_size, name):
+    def max_pool(self, x, pool_size, name, batch_norm=True):
         """Halves a map of ReLU outputs the way a `pool_size` max pool with
         stride 2 would. "blur" zero-pads before its max pool (which is "valid"):
-        the inputs are >= 0, so zeros never win."""
+        the inputs are >= 0, so zeros never win. `batch_norm=False` leaves out the
+        BN after the module of "group"/"conv3d" (for models without BN)."""
         pad = ((pool_size - 1) // 2, pool_size // 2)
         if self.variant in ("group", "conv3d"):
-            return self._shift_invariant_down(x, x.shape[-1], 3, name)
+            x = self._shift_invariant_down(x, x.shape[-1], 3, name)
+            return self.batch_norm(x, f"{name}_bn") if batch_norm else x
         if self.variant == "blur":
             x = self.pad(x, (pad, pad), f"{name}_pad")
             return si_layers.MaxBlurPool2D(

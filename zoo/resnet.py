@@ -14,11 +14,12 @@ Each variant replaces them as `zoo.blocks.Builder` describes:
 - "group" / "conv3d" (the seed paper, Figure 8): the strided block conv, the stem
   max pool and the strided shortcut each become a `ShiftInvariantDown` with that
   branch (kernel sizes 3 or 1 as the conv they replace, 3 for the max pool), followed
-  by the BN (and ReLU) the conv had. The shortcut's module downsamples the block
-  input itself; with `polyphase_order="aps"` it picks the same polyphase component as
-  the block's own module, because the strided conv is the block's first layer and
-  both see the same input. The stem conv stays strided unless `antialias_stem=True`
-  (then: `ShiftInvariantDown(64, kernel_size=7)`, BN, ReLU).
+  by the BN (and ReLU) the conv had; the max pool's by a BN. The shortcut's module
+  downsamples the block input itself; with `polyphase_order="aps"` it picks the
+  same polyphase component as the block's own module, because the strided conv is
+  the block's first layer and both see the same input. The stem conv stays strided
+  unless `antialias_stem=True` (then: `ShiftInvariantDown(64, kernel_size=7)`, BN,
+  ReLU).
 - "aps" (Chaman & Dokmanic, 2021): the strided conv runs at stride 1, then BN, ReLU
   and `PolyphaseDown2D`, which keeps the polyphase component of largest norm; the
   max pool is a dense max pool then `PolyphaseDown2D`; the shortcut blurs (when

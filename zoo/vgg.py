@@ -3,7 +3,8 @@
 All convs are 3x3 at stride 1; the five 2x2/2 max pools are the layers that halve the
 feature map (total stride 32), and each variant replaces them as
 `zoo.blocks.Builder` describes: "blur" -> `MaxBlurPool2D`, "group"/"conv3d" ->
-`ShiftInvariantDown(kernel_size=3)`, "aps" -> dense max pool then `PolyphaseDown2D`.
+`ShiftInvariantDown(kernel_size=3)` (and BN if `batch_norm`), "aps" -> dense max
+pool then `PolyphaseDown2D`.
 With `padding="circular"` and `head="gap"`, "aps" and "group"/"conv3d" with
 `polyphase_order="aps"` are exactly invariant to circular shifts of the input (in
 inference mode) whose height and width are multiples of 32; the "fc" head flattens
@@ -69,7 +70,7 @@ def vgg(
     block, conv = 1, 1
     for layer in VGGS[arch]:
         if layer == "M":
-            x = builder.max_pool(x, 2, f"block{block}_pool")
+            x = builder.max_pool(x, 2, f"block{block}_pool", batch_norm=batch_norm)
             block, conv = block + 1, 1
         else:
             x, _ = builder.conv_unit(

@@ -100,6 +100,18 @@ def test_resnet_downsampling_layers(variant, down, shortcut):
     assert model.get_layer("stage4_block2_out").output.shape == (None, 2, 2, 32)
 
 
+@pytest.mark.parametrize("batch_norm", [True, False])
+@pytest.mark.parametrize("variant", ["group", "conv3d"])
+def test_vgg_pool_module_is_normalized_like_the_convs(variant, batch_norm):
+    model = small_model("vgg11", variant, batch_norm=batch_norm)
+    types = _layer_types(model)
+    for block in range(1, 6):
+        assert types[f"block{block}_pool"].__name__ == "ShiftInvariantDown"
+        # The linear module feeds the next conv (or the head) directly: without
+        # the BN its output scale is free and VGG13 "conv3d" diverged at lr 0.05.
+        assert (f"block{block}_pool_bn" in types) == batch_norm
+
+
 @pytest.mark.parametrize("variant", POLYPHASE)
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg11"])
 def test_no_plain_stride_in_exact_variants(name, variant):
