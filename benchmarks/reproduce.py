@@ -150,7 +150,7 @@ MODES = {
     "full": Settings(
         width_multiplier=1 / 8,
         train_subset=12000,
-        epochs=2,
+        epochs=3,
         batch_size=128,
         validation_split=0.05,
         test_images=2048,
@@ -631,7 +631,9 @@ def comparison(records):
             "training, consistency between two crops): 83.0% baseline, 87.8% blur "
             "(Zhang's anti-aliased ResNet-18), 90.4% group, 90.2% conv3d. Here, "
             "ResNet-18 with shift augmentation, crop consistency: "
-            + ", ".join(f"{_pct(r, 'consistency_crop')}% {v}" for v, r in row.items())
+            + ", ".join(
+                f"{_pct(r, 'consistency_crop')}% {v}" for v, r in row.items() if r
+            )
             + "."
         )
         blurs = [crop[v] for v in ("blur3", "blur5") if v in crop]
