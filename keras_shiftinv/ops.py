@@ -42,11 +42,6 @@ def _check_pad_fits(size, pad, mode, axis):
             f"{max(pad)} on axis {axis}. Received: a size of {size}; use a smaller "
             "`filt_size` or pad_mode='replicate'."
         )
-    if mode == "circular" and max(pad) > size:
-        raise ValueError(
-            f"pad_mode='circular' cannot wrap a padding of {max(pad)} around a size "
-            f"of {size} on axis {axis}."
-        )
 
 
 def _slice_axis(x, axis, start, stop, step=None):
@@ -81,6 +76,14 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
             widths[axis] = list(pad)
         return ops.pad(x, widths, mode="constant" if pad_mode == "zero" else "reflect")
     for axis, (before, after) in zip(axes, padding, strict=True):
+        size = x.shape[axis]
+        if pad_mode == "circular" and size is not None and max(before, after) > size:
+            # Wider than the axis (a 7-tap blur of a 2x2 map): wrap more than once.
+            copies = -(-max(before, after) // size)
+            x = ops.concatenate([x] * (2 * copies + 1), axis=axis)
+            start = copies * size - before
+            x = _slice_axis(x, axis, start, start + size + before + after)
+            continue
         if pad_mode == "circular":
             head = _slice_axis(x, axis, -before, None) if before else None
             tail = _slice_axis(x, axis, 0, after) if after else None

@@ -39,8 +39,10 @@ class CircularPadding2D(keras.layers.Layer):
 
     Args:
         padding: an integer (the same on all four sides), a pair
-            `(rows, columns)` (symmetric) or `((top, bottom), (left, right))`;
-            each at most the size of the padded axis.
+            `(rows, columns)` (symmetric) or `((top, bottom), (left, right))`.
+            A padding wider than the axis wraps around more than once (as
+            `np.pad(..., mode="wrap")`); that needs the axis size known when
+            the layer is traced.
         data_format: "channels_last" (default, from `keras.config`) or
             "channels_first".
 

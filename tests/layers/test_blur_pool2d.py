@@ -31,6 +31,18 @@ def test_blur_pool_matches_numpy(filt_size, pad_mode, strides):
             )
 
 
+@pytest.mark.parametrize("filt_size", [5, 7])
+def test_circular_blur_pool_of_a_map_smaller_than_the_filter(filt_size):
+    # A 7-tap circular blur of a 2x3 map wraps around more than once.
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 4)).astype("float32")
+    expected = reference.blur_pool(x, filt_size, 2, "circular")
+    for data_format in FORMATS:
+        layer = BlurPool2D(filt_size, 2, "circular", data_format=data_format)
+        np.testing.assert_allclose(
+            _run(layer, x, data_format), expected, rtol=1e-5, atol=1e-5
+        )
+
+
 def _padded_blur(x, blur, taps, pad, strides, data_format):
     x = si_ops.pad2d(x, (pad, pad), "reflect", data_format)
     return blur(x, taps, strides, data_format)

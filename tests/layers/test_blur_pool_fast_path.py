@@ -165,3 +165,21 @@ def test_second_order_gradient_matches_the_portable_path():
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("filt_size", [5, 6, 7])
+def test_circular_blur_of_maps_smaller_than_the_filter(filt_size):
+    # The last pools of a 32x32 VGG see 2x2 maps: the padding wraps more than once.
+    rng = np.random.default_rng(filt_size)
+    for (h, w), strides in [((1, 1), 2), ((2, 3), 2), ((3, 2), (2, 1)), ((2, 2), 1)]:
+        x = rng.standard_normal((2, h, w, 3)).astype("float32")
+        expected = reference.blur_pool(x, filt_size, strides, "circular")
+        upstream = rng.standard_normal(expected.shape).astype("float32")
+        grad_expected = _reference_gradient(x, filt_size, strides, "circular", upstream)
+        args = (filt_size, strides, "circular", "channels_last")
+        for fn in (si_ops.blur_pool2d, si_ops._blur_pool2d_portable):
+            y, grad = _value_and_gradient(
+                lambda v, fn=fn, args=args: fn(v, *args), x, upstream
+            )
+            np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(grad, grad_expected, rtol=1e-5, atol=1e-5)

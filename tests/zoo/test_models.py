@@ -65,6 +65,8 @@ def test_every_model_and_variant(name, variant, tmp_path):
         ("resnet34", {"variant": "blur", "stem": "imagenet", "antialias_stem": True}),
         ("vgg11", {"variant": "baseline", "padding": "circular", "batch_norm": False}),
         ("vgg13", {"variant": "blur", "head": "fc", "filt_size": 3}),
+        # The last pools of a 32x32 VGG blur 2x2 maps with 7 taps.
+        ("vgg13", {"variant": "blur", "padding": "circular", "filt_size": 7}),
         ("vgg16", {"variant": "aps", "filt_size": 1}),
     ],
 )
