@@ -709,6 +709,8 @@ def report_markdown(mode, settings, records, plot_paths, base_dir):
     last = max(records, key=lambda r: r["date"])
     m = last["machine"]
     commands = sorted({r["command"] for r in records})
+    # A run keeps about 2 cores busy itself: more means other jobs.
+    busy = last["load_average"] > m["nproc"] + 1
     planned = len(s.models) * len(s.variants) * len(s.augments)
     lines = [
         f"### {mode} mode, {s.padding} padding ({len(records)} of {planned} runs)",
@@ -717,7 +719,7 @@ def report_markdown(mode, settings, records, plot_paths, base_dir):
         f"were made by {'; '.join(f'`{c}`' for c in commands)}).",
         f"- Date: {first['date']} to {last['date']}; machine: {m['nproc']} CPUs "
         f"(`nproc`), {m['cpu']}; load average {last['load_average']} at the last "
-        "run (other work shared the machine).",
+        f"run{' (other work shared the machine)' if busy else ''}.",
         f"- Time: {sum(r['seconds'] for r in records) / 60:.0f} min for these "
         f"runs, {statistics.median(r['seconds'] for r in records):.0f} s median per "
         "run (training, evaluation and building and tracing the Keras models).",
