@@ -239,11 +239,15 @@ def test_bad_inputs_give_clear_errors():
         ShiftInvariantDown(4)(np.zeros((2, 8, 8), "float32"))
     with pytest.raises(ValueError, match="channels"):
         ShiftInvariantDown(4).build((None, 8, 8, None))
-    with pytest.raises(ValueError, match="circular"):
-        layer = ShiftInvariantDown(
-            4, kernel_size=5, pad_mode="circular", kernel_initializer=ONES
-        )
-        layer(np.zeros((1, 2, 8, 2), "float32"))
+
+
+@pytest.mark.parametrize("branch", ["group", "conv3d"])
+def test_circular_kernel_wider_than_the_components(branch):
+    # 5x5 kernels over 1x4 components: the circular padding wraps more than once.
+    x = np.random.default_rng(7).standard_normal((2, 2, 8, 2)).astype("float32")
+    _check_against_numpy(
+        x, filters=3, branch=branch, kernel_size=5, pad_mode="circular"
+    )
 
 
 @pytest.mark.tf_only
