@@ -169,7 +169,12 @@ def run_name(model, variant, augment):
 
 def label(mode, settings):
     """The name of a mode's results (folder, BENCHMARKS.md subsection)."""
-    return mode if settings.padding == "circular" else f"{mode}-{settings.padding}"
+    parts = [mode]
+    if settings.padding != MODES[mode].padding:
+        parts.append(settings.padding)
+    if settings.seed != MODES[mode].seed:
+        parts.append(f"seed{settings.seed}")
+    return "-".join(parts)
 
 
 def train_config(settings, model, variant, augment, out_dir, data_dir, verbose):
@@ -690,6 +695,8 @@ def table_command(mode, settings, records):
     )
     if settings.padding != MODES[mode].padding:
         words += ["--padding", settings.padding]
+    if settings.seed != MODES[mode].seed:
+        words += ["--seed", str(settings.seed)]
     for option, names, default in (
         ("--models", MODELS, MODES[mode].models),
         ("--variants", VARIANTS, MODES[mode].variants),
@@ -713,7 +720,8 @@ def report_markdown(mode, settings, records, plot_paths, base_dir):
     busy = last["load_average"] > m["nproc"] + 1
     planned = len(s.models) * len(s.variants) * len(s.augments)
     lines = [
-        f"### {mode} mode, {s.padding} padding ({len(records)} of {planned} runs)",
+        f"### {mode} mode, {s.padding} padding, seed {s.seed} "
+        f"({len(records)} of {planned} runs)",
         "",
         f"- Command: `{table_command(mode, s, records)}` (it makes these runs; they "
         f"were made by {'; '.join(f'`{c}`' for c in commands)}).",
@@ -843,7 +851,13 @@ def parse_args(argv=None):
         help="padding of every model (results of 'zero' go to MODE-zero)",
     )
     parser.add_argument(
-        "--out", help="output folder (default benchmarks/results/MODE[-zero])"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every run (results of other seeds go to MODE-seedN)",
+    )
+    parser.add_argument(
+        "--out", help="output folder (default benchmarks/results/MODE[-zero][-seedN])"
     )
     parser.add_argument("--data-dir", help="Fashion-MNIST IDX folder (default: system)")
     parser.add_argument(
@@ -873,7 +887,9 @@ def main(argv=None):
         )
         if value
     }
-    settings = dataclasses.replace(MODES[mode], padding=args.padding, **plan)
+    settings = dataclasses.replace(
+        MODES[mode], padding=args.padding, seed=args.seed, **plan
+    )
     out_dir = args.out or os.path.join(
         ROOT, "benchmarks", "results", label(mode, settings)
     )

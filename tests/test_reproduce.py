@@ -166,4 +166,9 @@ def test_table_command_names_only_what_differs_from_the_mode():
         "--variants baseline blur5 group aps group-aps"
     )
     assert reproduce.label("quick", zero) == "quick-zero"
+    seeded = dataclasses.replace(zero, seed=2)
+    assert reproduce.label("quick", seeded) == "quick-zero-seed2"
+    assert reproduce.table_command("quick", seeded, subset) == (
+        "python benchmarks/reproduce.py --quick --padding zero --seed 2 --augment none"
+    )
     assert reproduce.label("full", reproduce.MODES["full"]) == "full"
