@@ -28,10 +28,15 @@ Writes to the output folder (default benchmarks/results/<mode>[-zero]/):
     report.md            the tables and the comparison with the papers
 
 and puts report.md into BENCHMARKS.md, in the subsection of its mode inside the
-`reproduce` section (other sections are left as they are).
+`reproduce` section (other sections are left as they are). Results of other seeds
+(`--seed N`) go to <mode>[-zero]-seedN/; once a run exists under two seeds or more,
+<mode>[-zero]-seeds/ gets the mean and spread over the seeds, each variant's gain
+over the baseline of the same seed, and a plot (also a BENCHMARKS.md subsection).
 
-    python benchmarks/reproduce.py --quick       # 16 runs, about 5 minutes
-    python benchmarks/reproduce.py               # full mode: 40 runs, about an hour
+    python benchmarks/reproduce.py --quick       # 16 runs, about 7 minutes
+    python benchmarks/reproduce.py               # full mode: 40 runs, about 45 minutes
+    for seed in 1 2; do python benchmarks/reproduce.py --seed $seed \
+        --variants baseline blur5 group conv3d --augment none; done
     python benchmarks/reproduce.py --quick --models vgg13 --variants baseline blur5 \\
         --augment none
 """
@@ -143,8 +148,8 @@ MODES = {
         test_images=512,
         detail_images=64,
         samples=4,
-        # About 5 minutes: the baseline, the two anti-aliasing methods and one
-        # exact variant.
+        # About 7 minutes (the issue asks about 5): the baseline, the two
+        # anti-aliasing methods and one exact variant.
         variants=("baseline", "blur5", "group", "group-aps"),
     ),
     "full": Settings(
@@ -771,9 +776,10 @@ to 32x32) instead of CIFAR-10 (Zhang's ICLR draft) and ImageNet (the
 shift-invariant-module paper), with models a fraction of the papers' width trained for a
 few epochs on 2 CPU cores instead of 150 epochs (CIFAR-10) or 16 epochs (ImageNet) on
 GPUs. Absolute numbers therefore differ from the papers'; what can be compared is the
-ordering of the variants under the same training, and even that only roughly: every
-run has one seed, and with such short training differences of a few points between
-variants are within the run-to-run noise (not measured here). As in Zhang's draft,
+ordering of the variants under the same training, and even that only roughly: with
+such short training, differences of a few points between variants are within the
+run-to-run noise. The tables of one seed do not show that noise; the "over seeds"
+table does, for the runs repeated under other seeds. As in Zhang's draft,
 every model pads circularly (conv, pool, blur), so that under a circular shift only the
 subsampling can break invariance. Shift augmentation is the training pipeline's
 crop_flip (random 32x32 crop of the image zero-padded by 4 px, and a horizontal flip),
@@ -815,6 +821,241 @@ def update_benchmarks(text, mode, body):
     )
 
 
+def seed_folders(mode, settings, out_dir):
+    """{seed: folder} of the results of `mode` and `settings.padding` under every
+    seed, found beside `out_dir` by their `label`s; empty when `out_dir` is not
+    named by its label (a custom `--out`)."""
+    if os.path.basename(os.path.normpath(out_dir)) != label(mode, settings):
+        return {}
+    default = MODES[mode].seed
+    base = label(mode, dataclasses.replace(settings, seed=default))
+    root = os.path.dirname(os.path.normpath(out_dir))
+    folders = {}
+    for name in os.listdir(root):
+        match = re.fullmatch(re.escape(base) + r"(?:-seed(\d+))?", name)
+        if match and os.path.isdir(os.path.join(root, name, "records")):
+            seed = int(match.group(1)) if match.group(1) else default
+            folders[seed] = os.path.join(root, name)
+    return dict(sorted(folders.items()))
+
+
+def _mean_sd(values, sign=""):
+    values = [100 * v for v in values]
+    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
+
+
+def across_seeds(records_by_seed):
+    """One row per (augment, model, variant) run under two seeds or more, with
+    its records by seed and, but for the baseline, its gains in circular
+    consistency over the baseline of the same seed."""
+    keys = {
+        (r["augment"], r["model"], r["variant"]): r
+        for records in records_by_seed.values()
+        for r in records
+    }
+    rows = []
+    for augment, model, variant in sorted(keys, key=lambda k: _plan_order(keys[k])):
+        runs = {
+            seed: run
+            for seed, records in records_by_seed.items()
+            if (run := find(records, model, variant, augment))
+        }
+        if len(runs) < 2:
+            continue
+        gains = {}
+        if variant != "baseline":
+            for seed, run in runs.items():
+                base = find(records_by_seed[seed], model, "baseline", augment)
+                if base is not None:
+                    gains[seed] = (
+                        run["consistency_circular"] - base["consistency_circular"]
+                    )
+        rows.append(
+            {
+                "model": model,
+                "variant": variant,
+                "augment": augment,
+                "runs": runs,
+                "gains": gains,
+            }
+        )
+    return rows
+
+
+def seeds_table(rows):
+    lines = [
+        "| model | augmentation | variant | seeds | accuracy | circular consistency "
+        "| lowest, highest | crop consistency | circular consistency minus the "
+        "baseline's (points) | above the baseline |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        runs = list(row["runs"].values())
+        circular = [r["consistency_circular"] for r in runs]
+        gains = list(row["gains"].values())
+        above = sum(g > 0 for g in gains)
+        lines.append(
+            f"| {row['model']} | {row['augment']} | {row['variant']} | "
+            f"{', '.join(map(str, row['runs']))} | "
+            f"{_mean_sd([r['accuracy'] for r in runs])} | {_mean_sd(circular)} | "
+            f"{100 * min(circular):.1f}, {100 * max(circular):.1f} | "
+            f"{_mean_sd([r['consistency_crop'] for r in runs])} | "
+            + (
+                f"{_mean_sd(gains, sign='+')} | {above} of {len(gains)} |"
+                if len(gains) >= 2
+                else "| |"
+            )
+        )
+    return lines
+
+
+def seeds_claims(rows):
+    """The claim 'more consistent than the baseline' over seeds, per (model,
+    augment): lines of Markdown."""
+    lines = []
+    for augment in AUGMENTS:
+        for model in MODELS:
+            group = [
+                r
+                for r in rows
+                if (r["model"], r["augment"]) == (model, augment) and r["gains"]
+            ]
+            if not group:
+                continue
+            always = [r["variant"] for r in group if min(r["gains"].values()) > 0]
+            not_always = [
+                f"{r['variant']} ({sum(g > 0 for g in r['gains'].values())} of "
+                f"{len(r['gains'])})"
+                for r in group
+                if min(r["gains"].values()) <= 0
+            ]
+            parts = []
+            if always:
+                parts.append(f"in every seed: {', '.join(always)}")
+            if not_always:
+                parts.append(f"**not in every seed**: {', '.join(not_always)}")
+            lines.append(
+                f"- {model}, {AUGMENT_TITLES[augment]}, more consistent than the "
+                f"baseline {'; '.join(parts)}."
+            )
+    return lines
+
+
+def plot_seeds(rows, path):
+    """Circular consistency of every run, one panel per (model, augment), one
+    line per seed across the variants: the spread over seeds next to the gaps
+    between variants."""
+    panels = list(dict.fromkeys((r["model"], r["augment"]) for r in rows))
+    figure = Figure(figsize=(4.5 * len(panels), 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    seeds = sorted({seed for r in rows for seed in r["runs"]})
+    for ax, (model, augment) in zip(axes, panels, strict=True):
+        group = [r for r in rows if (r["model"], r["augment"]) == (model, augment)]
+        names = [r["variant"] for r in group]
+        for k, seed in enumerate(seeds):
+            points = [
+                (x, 100 * r["runs"][seed]["consistency_circular"])
+                for x, r in enumerate(group)
+                if seed in r["runs"]
+            ]
+            ax.plot(
+                *zip(*points, strict=True),
+                marker="o",
+                color=f"C{k}",
+                alpha=0.8,
+                label=f"seed {seed}",
+            )
+        means = [
+            statistics.mean(
+                100 * run["consistency_circular"] for run in r["runs"].values()
+            )
+            for r in group
+        ]
+        ax.scatter(range(len(group)), means, marker="_", s=400, color="black")
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.set_title(f"{model}, train {AUGMENT_TITLES[augment]}", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("circular shift consistency (%); bar: mean")
+    axes[0].legend(fontsize=8)
+    figure.savefig(path, dpi=110)
+
+
+def seeds_report(mode, settings, out_dir, benchmarks=None):
+    """When the results of `mode` exist under two seeds or more: the across-seed
+    table, its plot and JSON in `<label>-seeds/`, and its BENCHMARKS.md
+    subsection."""
+    folders = seed_folders(mode, settings, out_dir)
+    rows = across_seeds({seed: read_records(f) for seed, f in folders.items()})
+    if not rows:
+        return
+    default = dataclasses.replace(settings, seed=MODES[mode].seed)
+    name = f"{label(mode, default)}-seeds"
+    folder = os.path.join(os.path.dirname(os.path.normpath(out_dir)), name)
+    os.makedirs(folder, exist_ok=True)
+    _write_json(
+        os.path.join(folder, "seeds.json"),
+        [
+            {
+                **{k: row[k] for k in ("model", "variant", "augment", "gains")},
+                "runs": {
+                    seed: {
+                        k: run[k]
+                        for k in (
+                            "accuracy",
+                            "consistency_circular",
+                            "consistency_crop",
+                        )
+                    }
+                    for seed, run in row["runs"].items()
+                },
+            }
+            for row in rows
+        ],
+    )
+    plot = os.path.join(folder, "consistency_seeds.png")
+    plot_seeds(rows, plot)
+    seeds = sorted({seed for row in rows for seed in row["runs"]})
+    runs = [run for row in rows for run in row["runs"].values()]
+    command = table_command(mode, default, runs).replace(
+        "benchmarks/reproduce.py", "benchmarks/reproduce.py --seed $seed", 1
+    )
+
+    def body(base_dir):
+        return "\n".join(
+            [
+                f"### {mode} mode, {settings.padding} padding, over seeds "
+                f"{', '.join(map(str, seeds))}",
+                "",
+                f"- Command: `for seed in {' '.join(map(str, seeds))}; do "
+                f"{command}; done` (the runs made under two seeds or more, read "
+                "from the folders of each seed; the tables above give their "
+                "dates, machine and settings).",
+                "- Mean ± standard deviation over the seeds, in percent. The gain "
+                "over the baseline is taken seed by seed (same seed, same data "
+                "order and shifts).",
+                "",
+                *seeds_table(rows),
+                "",
+                "Claim 'every anti-aliased variant is more consistent than the "
+                "baseline', seed by seed:",
+                "",
+                *seeds_claims(rows),
+                "",
+                f"![consistency_seeds]({os.path.relpath(plot, base_dir)})",
+                "",
+            ]
+        )
+
+    with open(os.path.join(folder, "report.md"), "w") as f:
+        f.write(body(folder))
+    if benchmarks:
+        with open(benchmarks) as f:
+            text = f.read()
+        with open(benchmarks, "w") as f:
+            f.write(update_benchmarks(text, name, body(os.path.dirname(benchmarks))))
+
+
 def report(mode, settings, out_dir, benchmarks=None, data_dir=None):
     """Rewrites results.json, the plots, report.md and the BENCHMARKS.md section."""
     records = read_records(out_dir)
@@ -831,11 +1072,14 @@ def report(mode, settings, out_dir, benchmarks=None, data_dir=None):
         )
         with open(benchmarks, "w") as f:
             f.write(update_benchmarks(text, label(mode, settings), body))
+    seeds_report(mode, settings, out_dir, benchmarks)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the ~5 minute mode")
+    parser.add_argument(
+        "--quick", action="store_true", help="the quick mode (16 runs, about 7 minutes)"
+    )
     parser.add_argument("--models", nargs="+", choices=MODELS)
     parser.add_argument(
         "--variants",

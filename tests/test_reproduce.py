@@ -172,3 +172,61 @@ def test_table_command_names_only_what_differs_from_the_mode():
         "python benchmarks/reproduce.py --quick --padding zero --seed 2 --augment none"
     )
     assert reproduce.label("full", reproduce.MODES["full"]) == "full"
+
+
+def _write_records(folder, values):
+    """Records of 'none' VGG13 runs: {variant: (circular, crop, accuracy)}."""
+    os.makedirs(os.path.join(folder, "records"))
+    for variant, (circular, crop, accuracy) in values.items():
+        record = {
+            "model": "vgg13",
+            "variant": variant,
+            "augment": "none",
+            "consistency_circular": circular,
+            "consistency_crop": crop,
+            "accuracy": accuracy,
+        }
+        path = os.path.join(folder, "records", f"vgg13-{variant}-none.json")
+        with open(path, "w") as f:
+            json.dump(record, f)
+
+
+def test_seeds_report_compares_each_seed_with_its_own_baseline(tmp_path):
+    _write_records(
+        str(tmp_path / "full"),
+        {"baseline": (0.5, 0.4, 0.8), "group": (0.4, 0.3, 0.7), "aps": (1, 1, 1)},
+    )
+    _write_records(
+        str(tmp_path / "full-seed1"),
+        {"baseline": (0.6, 0.5, 0.8), "group": (0.8, 0.6, 0.9)},
+    )
+    # Zero padding is another experiment: not one of the seeds.
+    _write_records(str(tmp_path / "full-zero-seed1"), {"baseline": (0, 0, 0)})
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text("# Benchmarks\n")
+    seeded = dataclasses.replace(reproduce.MODES["full"], seed=1)
+    out = str(tmp_path / "full-seed1")
+    assert reproduce.seed_folders("full", seeded, out) == {
+        0: str(tmp_path / "full"),
+        1: out,
+    }
+
+    reproduce.seeds_report("full", seeded, out, str(benchmarks))
+
+    body = reproduce.section(benchmarks.read_text(), "reproduce-full-seeds")
+    std = np.std([0.5, 0.6], ddof=1) * 100
+    assert f"| vgg13 | none | baseline | 0, 1 | 80.0 ± 0.0 | 55.0 ± {std:.1f} |" in body
+    # group: 0.4 - 0.5 under seed 0, 0.8 - 0.6 under seed 1.
+    gain_std = np.std([-0.1, 0.2], ddof=1) * 100
+    assert f"| +5.0 ± {gain_std:.1f} | 1 of 2 |" in body
+    assert "**not in every seed**: group (1 of 2)" in body
+    assert "| aps |" not in body  # one seed only
+    assert "for seed in 0 1; do python benchmarks/reproduce.py --seed $seed " in body
+    assert "--variants baseline group" in body
+    folder = tmp_path / "full-seeds"
+    assert (folder / "consistency_seeds.png").exists()
+    with open(folder / "seeds.json") as f:
+        assert [row["variant"] for row in json.load(f)] == ["baseline", "group"]
+
+    # Results in a folder the script did not name have no seeds to gather.
+    assert reproduce.seed_folders("full", seeded, str(tmp_path / "mine")) == {}
