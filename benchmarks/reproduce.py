@@ -35,7 +35,7 @@ over the baseline of the same seed, and a plot (also a BENCHMARKS.md subsection)
 
     python benchmarks/reproduce.py --quick       # 16 runs, about 7 minutes
     python benchmarks/reproduce.py               # full mode: 40 runs, about 45 minutes
-    for seed in 1 2; do python benchmarks/reproduce.py --seed $seed \
+    for seed in 1 2; do python benchmarks/reproduce.py --seed $seed \\
         --variants baseline blur5 group conv3d --augment none; done
     python benchmarks/reproduce.py --quick --models vgg13 --variants baseline blur5 \\
         --augment none
@@ -821,6 +821,14 @@ def update_benchmarks(text, mode, body):
     )
 
 
+def write_benchmarks(path, name, body):
+    """Puts `body` into the Markdown file `path` (created if missing) as the
+    subsection `name` of the `reproduce` section (see `update_benchmarks`)."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    with open(path, "w") as f:
+        f.write(update_benchmarks(text, name, body))
+
+
 def seed_folders(mode, settings, out_dir):
     """{seed: folder} of the results of `mode` and `settings.padding` under every
     seed, found beside `out_dir` by their `label`s; empty when `out_dir` is not
@@ -1050,10 +1058,7 @@ def seeds_report(mode, settings, out_dir, benchmarks=None):
     with open(os.path.join(folder, "report.md"), "w") as f:
         f.write(body(folder))
     if benchmarks:
-        with open(benchmarks) as f:
-            text = f.read()
-        with open(benchmarks, "w") as f:
-            f.write(update_benchmarks(text, name, body(os.path.dirname(benchmarks))))
+        write_benchmarks(benchmarks, name, body(os.path.dirname(benchmarks)))
 
 
 def report(mode, settings, out_dir, benchmarks=None, data_dir=None):
@@ -1064,14 +1069,10 @@ def report(mode, settings, out_dir, benchmarks=None, data_dir=None):
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write(report_markdown(mode, settings, records, plot_paths, out_dir))
     if benchmarks:
-        text = (
-            open(benchmarks).read() if os.path.exists(benchmarks) else "# Benchmarks\n"
-        )
         body = report_markdown(
             mode, settings, records, plot_paths, os.path.dirname(benchmarks)
         )
-        with open(benchmarks, "w") as f:
-            f.write(update_benchmarks(text, label(mode, settings), body))
+        write_benchmarks(benchmarks, label(mode, settings), body)
     seeds_report(mode, settings, out_dir, benchmarks)
 
 
