@@ -62,6 +62,19 @@ def add_train_parser(subparsers):
         "polyphase component order (group/conv3d variants)",
         choices=("fixed", "aps"),
     )
+    _train_option(
+        model,
+        "--placement",
+        "where group/conv3d put the module: replace the strided layer, or "
+        "dense (the layer at stride 1, the module subsamples)",
+        choices=("replace", "dense"),
+    )
+    _train_option(
+        model,
+        "--module-initializer",
+        "group/conv3d modules start as BlurPool2D(filt-size) with 'lowpass'",
+        choices=("lowpass",),
+    )
 
     data = parser.add_argument_group("data")
     _train_option(

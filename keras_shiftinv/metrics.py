@@ -190,6 +190,7 @@ def shift_consistency(
     pad_mode="reflect",
     batch_size=128,
     max_batches=None,
+    symmetric=False,
 ):
     """Fraction of (image, shift pair) where the predicted class does not change.
 
@@ -198,6 +199,9 @@ def shift_consistency(
     pairs on the same data); the result is the fraction of pairs whose argmax
     agrees. `samples="all"` evaluates every pair of the `max_shift**2` shifts
     (including equal ones), the exact expectation of the random version.
+    `symmetric=True` draws from `[-max_shift, max_shift]` instead: with
+    `mode="crop"`, Zhang's ICML protocol in its symmetric form, both windows
+    placed anywhere within `max_shift` px of the centre of the padded image.
 
     Args:
         model: Keras model taking `[B, H, W, C]` float32 images.
@@ -209,14 +213,22 @@ def shift_consistency(
         pad_mode: "reflect" or "zero", for `mode="crop"`.
         batch_size: batch size for unbatched data.
         max_batches: use at most this many batches of `data`.
+        symmetric: draw shifts from `[-max_shift, max_shift]`.
 
     Returns:
         A float in [0, 1].
     """
     max_shift = standardize_int(max_shift, "max_shift")
+    standardize_choice(symmetric, "symmetric", (False, True))
     if samples == "all":
         result = predict_shifted(
-            model, data, _grid(max_shift), mode, pad_mode, batch_size, max_batches
+            model,
+            data,
+            _grid(max_shift, symmetric),
+            mode,
+            pad_mode,
+            batch_size,
+            max_batches,
         )
         classes = result.classes
         agree = (classes[:, :, None] == classes[:, None, :]).mean(axis=(1, 2))
@@ -225,7 +237,7 @@ def shift_consistency(
     result = predict_shifted(
         model,
         data,
-        _random_shifts(max_shift, 2 * samples, seed),
+        _random_shifts(max_shift, 2 * samples, seed, symmetric),
         mode,
         pad_mode,
         batch_size,
@@ -369,16 +381,23 @@ def _source_index(batch, size, shift, fill):
     return index, inside
 
 
-def _grid(max_shift):
-    return np.array(list(itertools.product(range(max_shift), repeat=2)), np.int32)
+def _shift_range(max_shift, symmetric=False):
+    """The shifts per axis: `[0, max_shift)`, or `[-max_shift, max_shift]`."""
+    return range(-max_shift, max_shift + 1) if symmetric else range(max_shift)
 
 
-def _random_shifts(max_shift, count, seed):
+def _grid(max_shift, symmetric=False):
+    shifts = _shift_range(max_shift, symmetric)
+    return np.array(list(itertools.product(shifts, repeat=2)), np.int32)
+
+
+def _random_shifts(max_shift, count, seed, symmetric=False):
     """Callable drawing `count` shifts per image; the draws follow the batches."""
     if seed is not None:
         standardize_int(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
-    return lambda n: rng.integers(0, max_shift, size=(n, count, 2))
+    shifts = _shift_range(max_shift, symmetric)
+    return lambda n: rng.integers(shifts.start, shifts.stop, size=(n, count, 2))
 
 
 def _labelled(result, name):

@@ -11,6 +11,7 @@ fits with a shift-consistency callback, and writes the run folder:
     tensorboard/    TensorBoard logs
     curves.png      loss, accuracy and consistency per epoch
     summary.json    test accuracy and shift consistency of best.keras
+    initial.weights.h5  the weights before training (for the diagnostics)
     backup/         BackupAndRestore state while the run is unfinished
 
 A run killed at any point and started again with the same options continues from its
@@ -71,7 +72,9 @@ class TrainConfig:
         weight_decay: decoupled weight decay of the optimizer (Keras applies it to
             the weights directly, scaled by the learning rate).
         augment: "none" or "crop_flip" (random crop with padding, horizontal flip).
-        width_multiplier, filt_size, padding, polyphase_order: passed to the model.
+        width_multiplier, filt_size, padding, polyphase_order, placement,
+            module_initializer: passed to the model (the last two for the
+            "group"/"conv3d" variants).
         image_size: resize images to this size (needed when their sizes differ);
             28x28 images (Fashion-MNIST, MNIST) are zero-padded to 32x32 otherwise.
         mixed_precision: "float32", "mixed_float16" or "mixed_bfloat16".
@@ -110,6 +113,8 @@ class TrainConfig:
     filt_size: int = 4
     padding: str = "zero"
     polyphase_order: str = "fixed"
+    placement: str = "replace"
+    module_initializer: str | None = None
     image_size: int | None = None
     mixed_precision: str = "float32"
     seed: int = 0
@@ -170,6 +175,9 @@ class TrainConfig:
         return self.out or os.path.join(
             "runs", f"{self.model}-{self.variant}-{dataset}"
         )
+
+
+INITIAL_WEIGHTS = "initial.weights.h5"
 
 
 def make_schedule(name, lr, total_steps, warmup_fraction=0.25):
@@ -465,6 +473,10 @@ def build_model(config, input_shape, num_classes):
         "padding": config.padding,
         "polyphase_order": config.polyphase_order,
     }
+    # Only where they apply, so the other variants' options stay as they were.
+    if config.variant in ("group", "conv3d"):
+        options["placement"] = config.placement
+        options["module_initializer"] = config.module_initializer
     if "stem" in inspect.signature(getattr(zoo, config.model)).parameters:
         small = max(input_shape[:2]) <= SMALL_IMAGE_SIZE
         options["stem"] = "cifar" if small else "imagenet"
@@ -481,6 +493,9 @@ def _check_run_dir(run_dir, config_dict):
         return
     with open(path) as f:
         previous = json.load(f)["options"]
+    # Options added since the folder was written had their default then.
+    for field in dataclasses.fields(TrainConfig):
+        previous.setdefault(field.name, field.default)
     changed = sorted(
         key
         for key in config_dict
@@ -582,6 +597,11 @@ def train(config, overwrite=False):
     try:
         with strategy.scope():
             model = build_model(config, input_shape, info.num_classes)
+            # What `diagnostics.downsampling_report` measures the change from; a
+            # resumed run keeps the weights of its first start.
+            initial_path = os.path.join(run_dir, INITIAL_WEIGHTS)
+            if not os.path.exists(initial_path):
+                model.save_weights(initial_path)
             synchronize_batch_norm(model, strategy.num_replicas_in_sync > 1)
             schedule = make_schedule(
                 config.schedule,

@@ -9,11 +9,15 @@ variant, so both families share one implementation of every variant.
 import keras
 
 from keras_shiftinv import layers as si_layers
+from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.layers.utils import standardize_choice, standardize_int
 
 VARIANTS = ("baseline", "blur", "group", "conv3d", "aps")
 PADDINGS = ("zero", "circular")
 POLYPHASE_ORDERS = ("fixed", "aps")
+# Where "group"/"conv3d" put `ShiftInvariantDown` (see `Builder`).
+PLACEMENTS = ("replace", "dense")
+MODULE_INITIALIZERS = (None, "lowpass")
 
 # Every model is channels_last, whatever keras.config says: the zoo's contract is
 # (height, width, channels) images, and TensorFlow's CPU convs need NHWC.
@@ -82,6 +86,17 @@ class Builder:
       blur (stride 1) and `PolyphaseGather2D` at the index the block's
       `PolyphaseDown2D` chose, then the 1x1 conv at stride 1.
 
+    That is `placement="replace"` for "group"/"conv3d": the module replaces the
+    strided layer (the seed paper's text). `placement="dense"` reads the paper's
+    slides ("offsetted operations", "why not learn the aggregation?"): the
+    layer runs densely and the module replaces only the subsampling, where
+    "blur" puts its `BlurPool2D`: the conv at stride 1, BN, ReLU, then
+    `ShiftInvariantDown(channels, kernel_size=3)`; a dense max pool, then the
+    module and BN; the module (kernel_size=3), then the 1x1 conv at stride 1.
+    `module_initializer="lowpass"` starts every module as `BlurPool2D(filt_size)`
+    (a 1x1 module as the 2-tap blur, the largest it holds; see
+    `keras_shiftinv.initializers.LowPass`).
+
     With `padding="circular"` every conv, pool and blur wraps around: a
     `CircularPadding2D` then a "valid" layer. With zero padding, the convs use
     "same" padding and the blurs pad with zeros (reflection would not fit the 1x1
@@ -93,20 +108,54 @@ class Builder:
         filt_size: taps of the blur filter of "blur" and "aps" (1: no blur).
         polyphase_order: "fixed" or "aps", the offset order of
             `ShiftInvariantDown` in "group" and "conv3d".
+        placement: "replace" or "dense", where "group"/"conv3d" put the module.
+        module_initializer: None (the module's default, "he_normal") or
+            "lowpass".
     """
 
-    def __init__(self, variant, padding="zero", filt_size=4, polyphase_order="fixed"):
+    def __init__(
+        self,
+        variant,
+        padding="zero",
+        filt_size=4,
+        polyphase_order="fixed",
+        placement="replace",
+        module_initializer=None,
+    ):
         self.variant = standardize_choice(variant, "variant", VARIANTS)
         self.padding = standardize_choice(padding, "padding", PADDINGS)
         self.filt_size = standardize_int(filt_size, "filt_size")
         self.polyphase_order = standardize_choice(
             polyphase_order, "polyphase_order", POLYPHASE_ORDERS
         )
-        if polyphase_order == "aps" and variant not in ("group", "conv3d"):
+        self.placement = standardize_choice(placement, "placement", PLACEMENTS)
+        self.module_initializer = standardize_choice(
+            module_initializer, "module_initializer", MODULE_INITIALIZERS
+        )
+        modules = variant in ("group", "conv3d")
+        if polyphase_order == "aps" and not modules:
             raise ValueError(
                 "`polyphase_order='aps'` applies to the variants 'group' and "
                 f"'conv3d'. Received: variant={variant!r}"
             )
+        if (placement != "replace" or module_initializer is not None) and not modules:
+            raise ValueError(
+                "`placement` and `module_initializer` apply to the variants 'group' "
+                f"and 'conv3d'. Received: variant={variant!r}, "
+                f"placement={placement!r}, module_initializer={module_initializer!r}"
+            )
+        if placement == "dense" and polyphase_order == "aps":
+            # A dense block conv and its shortcut would see different maps, so
+            # their modules could pick different components.
+            raise ValueError(
+                "`placement='dense'` needs polyphase_order='fixed'. Received: "
+                "polyphase_order='aps'"
+            )
+
+    @property
+    def _replaces(self):
+        """Whether a module takes the place of the strided layer itself."""
+        return self.variant in ("group", "conv3d") and self.placement == "replace"
 
     @property
     def adaptive(self):
@@ -168,10 +217,10 @@ class Builder:
         keeps the plain strided conv. Returns `(output, index)`: `index` is the
         polyphase component "aps" kept (for the block's shortcut), else None.
         """
-        if strides != 1 and antialias and self.variant in ("group", "conv3d"):
+        downsample = strides != 1 and antialias and self.variant != "baseline"
+        if downsample and self._replaces:
             x = self._shift_invariant_down(x, filters, kernel_size, f"{prefix}_down")
         else:
-            downsample = strides != 1 and antialias and self.variant != "baseline"
             x = self.conv(
                 x,
                 filters,
@@ -185,7 +234,7 @@ class Builder:
         if relu:
             x = keras.layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
         index = None
-        if strides != 1 and antialias and self.variant in ("blur", "aps"):
+        if downsample and not self._replaces:
             x, index = self._subsample(x, f"{prefix}_down")
         return x, index
 
@@ -195,7 +244,7 @@ class Builder:
         the inputs are >= 0, so zeros never win. `batch_norm=False` leaves out the
         BN after the module of "group"/"conv3d" (for models without BN)."""
         pad = ((pool_size - 1) // 2, pool_size // 2)
-        if self.variant in ("group", "conv3d"):
+        if self._replaces:
             x = self._shift_invariant_down(x, x.shape[-1], 3, name)
             return self.batch_norm(x, f"{name}_bn") if batch_norm else x
         if self.variant == "blur":
@@ -207,7 +256,8 @@ class Builder:
                 data_format=DATA_FORMAT,
                 name=name,
             )(x)
-        # "baseline" pools with the stride; "aps" pools densely, then samples.
+        # "baseline" pools with the stride; "aps" and the dense modules pool
+        # densely, then sample.
         if self.padding == "circular":
             x = self.pad(x, (pad, pad), f"{name}_pad")
         x = keras.layers.MaxPooling2D(
@@ -219,19 +269,22 @@ class Builder:
         )(x)
         if self.variant == "baseline":
             return x
-        return self._subsample(x, f"{name}_down")[0]
+        x = self._subsample(x, f"{name}_down")[0]
+        if self.variant == "aps" or not batch_norm:
+            return x
+        return self.batch_norm(x, f"{name}_down_bn")
 
     def shortcut(self, x, filters, strides, prefix, index=None):
         """The projection shortcut of a residual block: 1x1 conv and batch
         normalization, halving the map like the block when `strides=2`. `index`
         is the block's polyphase index in the "aps" variant."""
         name = f"{prefix}_shortcut"
-        if strides != 1 and self.variant in ("group", "conv3d"):
+        if strides != 1 and self._replaces:
             x = self._shift_invariant_down(x, filters, 1, f"{name}_down")
             return self.batch_norm(x, f"{name}_bn")
         if strides != 1 and self.variant != "baseline":
-            if self.variant == "blur":
-                x = self._blur(x, 2, f"{name}_down")
+            if self.variant != "aps":
+                x = self._subsample(x, f"{name}_down")[0]
             else:
                 x = self._blur(x, 1, f"{name}_blur")
                 x = si_layers.PolyphaseGather2D(
@@ -253,9 +306,12 @@ class Builder:
         )(x)
 
     def _subsample(self, x, name):
-        """The stride of "blur" and "aps": returns `(output, index or None)`."""
+        """The stride of "blur", "aps" and the dense modules: returns `(output,
+        index or None)`."""
         if self.variant == "blur":
             return self._blur(x, 2, name), None
+        if self.variant in ("group", "conv3d"):
+            return self._shift_invariant_down(x, x.shape[-1], 3, name), None
         return si_layers.PolyphaseDown2D(
             2,
             filt_size=self.filt_size,
@@ -266,6 +322,9 @@ class Builder:
         )(x)
 
     def _shift_invariant_down(self, x, filters, kernel_size, name):
+        initializer = "he_normal"
+        if self.module_initializer == "lowpass":
+            initializer = LowPass(self.filt_size if kernel_size > 1 else 2)
         # No bias: a batch normalization follows, or the layer replaces a pool.
         return si_layers.ShiftInvariantDown(
             filters,
@@ -274,6 +333,7 @@ class Builder:
             polyphase_order=self.polyphase_order,
             pad_mode=self.padding,
             use_bias=False,
+            kernel_initializer=initializer,
             data_format=DATA_FORMAT,
             name=name,
         )(x)

@@ -93,13 +93,17 @@ def resnet(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,
 ):
     """Builds the ResNet `arch` (a key of `RESNETS`); see `resnet18`."""
     block_type, stage_blocks = RESNETS[arch]
-    builder = Builder(variant, padding, filt_size, polyphase_order)
+    builder = Builder(
+        variant, padding, filt_size, polyphase_order, placement, module_initializer
+    )
     check_sizes(width_multiplier, num_classes)
     standardize_choice(stem, "stem", STEMS)
     if not isinstance(antialias_stem, bool):
@@ -164,6 +168,11 @@ _DOC = """{title} in the shift-invariance variant `variant`.
         filt_size: blur taps of "blur" and "aps" (1: no blur).
         padding: "zero" or "circular" (every conv, pool and blur wraps around).
         polyphase_order: "fixed" or "aps", the offset order of "group"/"conv3d".
+        placement: "replace" (the module replaces the strided layer) or "dense"
+            (the layer runs at stride 1, the module replaces only the
+            subsampling) for "group"/"conv3d"; see `zoo.blocks.Builder`.
+        module_initializer: None or "lowpass" (every module starts as
+            `BlurPool2D(filt_size)`) for "group"/"conv3d".
         antialias_stem: also downsample the ImageNet stem conv the variant's way
             in "blur" and fixed-order "group"/"conv3d" (adaptive variants always do).
         classifier_activation: activation of the "predictions" layer (float32),
@@ -192,6 +201,8 @@ def resnet18(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,
@@ -209,6 +220,8 @@ def resnet34(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,
@@ -226,6 +239,8 @@ def resnet50(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,

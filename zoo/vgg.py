@@ -45,13 +45,17 @@ def vgg(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     batch_norm=True,
     head="gap",
     classifier_activation="softmax",
     name=None,
 ):
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
-    builder = Builder(variant, padding, filt_size, polyphase_order)
+    builder = Builder(
+        variant, padding, filt_size, polyphase_order, placement, module_initializer
+    )
     check_sizes(width_multiplier, num_classes)
     standardize_choice(head, "head", HEADS)
     if not isinstance(batch_norm, bool):
@@ -110,6 +114,11 @@ _DOC = """{title} in the shift-invariance variant `variant`.
         filt_size: blur taps of "blur" and "aps" (1: no blur).
         padding: "zero" or "circular" (every conv, pool and blur wraps around).
         polyphase_order: "fixed" or "aps", the offset order of "group"/"conv3d".
+        placement: "replace" (the module replaces the strided layer) or "dense"
+            (the layer runs at stride 1, the module replaces only the
+            subsampling) for "group"/"conv3d"; see `zoo.blocks.Builder`.
+        module_initializer: None or "lowpass" (every module starts as
+            `BlurPool2D(filt_size)`) for "group"/"conv3d".
         batch_norm: batch normalization after every conv.
         head: "gap" (global average pooling, then the classifier) or "fc" (flatten,
             two 4096-unit ReLU layers with dropout 0.5, then the classifier).
@@ -138,6 +147,8 @@ def vgg11(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     batch_norm=True,
     head="gap",
     classifier_activation="softmax",
@@ -155,6 +166,8 @@ def vgg13(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     batch_norm=True,
     head="gap",
     classifier_activation="softmax",
@@ -172,6 +185,8 @@ def vgg16(
     filt_size=4,
     padding="zero",
     polyphase_order="fixed",
+    placement="replace",
+    module_initializer=None,
     batch_norm=True,
     head="gap",
     classifier_activation="softmax",

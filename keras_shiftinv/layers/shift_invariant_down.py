@@ -2,6 +2,7 @@ import math
 
 import keras
 
+from keras_shiftinv import initializers
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     channel_axis,
@@ -69,7 +70,10 @@ class ShiftInvariantDown(keras.layers.Layer):
         polyphase_order: "fixed" (default) or "aps".
         pad_mode: "zero" (default) or "circular".
         use_bias: whether the 1x1 convolution has a bias.
-        kernel_initializer: initializer of both kernels (default "he_normal").
+        kernel_initializer: initializer of both kernels (default "he_normal"),
+            or "lowpass" / `keras_shiftinv.initializers.LowPass(filt_size)`:
+            the module starts as `BlurPool2D(filt_size)` (4 taps for the
+            string) followed by a 1x1 convolution (see `LowPass`).
         kernel_regularizer: regularizer of both kernels.
         data_format: "channels_last" (default, from `keras.config`) or
             "channels_first".
@@ -124,7 +128,7 @@ class ShiftInvariantDown(keras.layers.Layer):
             pad_mode, "pad_mode", si_ops.SHIFT_INVARIANT_PAD_MODES
         )
         self.use_bias = standardize_choice(use_bias, "use_bias", (False, True))
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_initializer = initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.data_format = standardize_data_format(data_format)
 
@@ -137,16 +141,24 @@ class ShiftInvariantDown(keras.layers.Layer):
         else:
             features = 2 * self.filters
             shape = (3, kh, kw, channels, self.filters)
+        kernel_init = pointwise_init = self.kernel_initializer
+        if isinstance(self.kernel_initializer, initializers.LowPass):
+            # Both kernels together make the filter: computed once, here.
+            kernel, pointwise = self.kernel_initializer.module_weights(
+                self.branch, self.kernel_size, self.strides, channels, self.filters
+            )
+            kernel_init = keras.initializers.Constant(kernel)
+            pointwise_init = keras.initializers.Constant(pointwise)
         self.kernel = self.add_weight(
             name="kernel",
             shape=shape,
-            initializer=self.kernel_initializer,
+            initializer=kernel_init,
             regularizer=self.kernel_regularizer,
         )
         self.pointwise_kernel = self.add_weight(
             name="pointwise_kernel",
             shape=(1, 1, features, self.filters),
-            initializer=self.kernel_initializer,
+            initializer=pointwise_init,
             regularizer=self.kernel_regularizer,
         )
         self.bias = (
