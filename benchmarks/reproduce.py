@@ -945,13 +945,16 @@ def across_seeds(records_by_seed):
         }
         if len(runs) < 2:
             continue
-        gains = {}
+        gains, crop_gains = {}, {}
         if variant != "baseline":
             for seed, run in runs.items():
                 base = find(records_by_seed[seed], model, "baseline", augment)
                 if base is not None:
                     gains[seed] = (
                         run["consistency_circular"] - base["consistency_circular"]
+                    )
+                    crop_gains[seed] = (
+                        run["consistency_crop"] - base["consistency_crop"]
                     )
         rows.append(
             {
@@ -960,6 +963,7 @@ def across_seeds(records_by_seed):
                 "augment": augment,
                 "runs": runs,
                 "gains": gains,
+                "crop_gains": crop_gains,
             }
         )
     return rows
@@ -990,6 +994,174 @@ def seeds_table(rows):
             )
         )
     return lines
+
+
+def _known(runs, key):
+    """The values of `key` in every run, or None if a run lacks it (a record
+    from before the key was measured)."""
+    values = [run.get(key) for run in runs]
+    return None if any(v is None for v in values) else values
+
+
+def _mean_sd_plain(values, digits=3):
+    return (
+        f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    )
+
+
+def diagnostics_table(rows):
+    """Crop consistencies, their gain, and what the downsampling layers learned
+    (`keras_shiftinv.diagnostics`): rows whose runs all have the diagnostics."""
+    lines = [
+        "| model | augmentation | variant | symmetric crop consistency | crop "
+        "consistency minus the baseline's (points) | high-frequency share, "
+        "trained | at start | weight change of the modules |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    found = False
+    for row in rows:
+        runs = list(row["runs"].values())
+        summaries = _known(runs, "downsampling_summary")
+        symmetric = _known(runs, "consistency_crop_symmetric")
+        if summaries is None or symmetric is None:
+            continue
+        found = True
+
+        def mean_of(group, key, summaries=summaries):
+            values = [s[group][key] for s in summaries]
+            return "-" if None in values else _mean_sd_plain(values)
+
+        crop_gains = list(row["crop_gains"].values())
+        lines.append(
+            f"| {row['model']} | {row['augment']} | {row['variant']} | "
+            f"{_mean_sd(symmetric)} | "
+            f"{_mean_sd(crop_gains, sign='+') if len(crop_gains) >= 2 else ''} | "
+            f"{mean_of('all', 'high_frequency_share')} | "
+            f"{mean_of('all', 'initial_high_frequency_share')} | "
+            f"{mean_of('learned', 'weight_change')} |"
+        )
+    return lines if found else []
+
+
+def plot_diagnostics(rows, path):
+    """Per variant: the mean high-frequency share of its downsampling layers at
+    the start and after training, against its circular consistency (mean and
+    seeds): did the layers low-pass, and did that buy consistency?"""
+    rows = [r for r in rows if _known(r["runs"].values(), "downsampling_summary")]
+    if not rows:
+        return None
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2)
+    names = [r["variant"] for r in rows]
+    positions = range(len(rows))
+    for offset, key, alpha, title in (
+        (-0.2, "initial_high_frequency_share", 0.4, "at start"),
+        (0.2, "high_frequency_share", 1.0, "trained"),
+    ):
+        means = [
+            statistics.mean(
+                run["downsampling_summary"]["all"][key] for run in r["runs"].values()
+            )
+            for r in rows
+        ]
+        left.bar([p + offset for p in positions], means, 0.4, alpha=alpha, label=title)
+    left.axhline(diagnostics.reference_share(), color="black", ls="--", lw=1)
+    left.axhline(0.75, color="gray", ls=":", lw=1)
+    left.set_xticks(list(positions), names, rotation=40, ha="right", fontsize=7)
+    left.set_ylabel("high-frequency share (mean over layers)")
+    left.set_title("dashed: BlurPool2D(4); dotted: no filter", fontsize=8)
+    left.legend(fontsize=8)
+    for k, r in enumerate(rows):
+        runs = list(r["runs"].values())
+        shares = [
+            run["downsampling_summary"]["all"]["high_frequency_share"] for run in runs
+        ]
+        circular = [100 * run["consistency_circular"] for run in runs]
+        right.scatter(shares, circular, color=f"C{k % 10}", s=18, alpha=0.6)
+        right.scatter(
+            statistics.mean(shares),
+            statistics.mean(circular),
+            color=f"C{k % 10}",
+            marker="D",
+            s=50,
+            edgecolors="black",
+            label=r["variant"],
+        )
+    right.set_xlabel("high-frequency share after training (mean over layers)")
+    right.set_ylabel("circular shift consistency (%)")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=6, ncol=2)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+# The seed paper's claims (Table 1: ResNet-18 on ImageNet), as (what, the
+# record key compared, the reference variant, the paper's numbers).
+PAPER_CLAIMS = (
+    (
+        "more consistent than the baseline ResNet-18",
+        "consistency_crop_symmetric",
+        "baseline",
+        "90.42 (group) and 90.20 (conv3d) against 83.01",
+    ),
+    (
+        "more consistent than anti-aliasing with a fixed blur (AACNN)",
+        "consistency_crop_symmetric",
+        "blur4",
+        "90.42 and 90.20 against 87.83",
+    ),
+    (
+        "more accurate than the baseline ResNet-18",
+        "accuracy",
+        "baseline",
+        "68.78 and 68.56 against 65.36 top-1",
+    ),
+)
+
+
+def verdict(differences):
+    """'holds' when the variant beats the reference in every seed, 'does not
+    hold' when it does not beat it on average, otherwise 'not settled'."""
+    if min(differences) > 0:
+        return "holds"
+    if statistics.mean(differences) <= 0:
+        return "does not hold"
+    return "not settled"
+
+
+def paper_verdicts(records_by_seed, model="resnet18", augment="shift"):
+    """Lines of Markdown: for each claim of the seed paper and each module
+    variant run under two seeds or more, the per-seed difference to the
+    reference run of the same seed and the verdict (see `verdict`)."""
+    lines = [
+        "| claim (paper's numbers) | variant | difference per seed (points) | "
+        "mean | verdict |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
+    variants = [
+        v
+        for v in VARIANTS
+        if VARIANTS[v]["variant"] in ("group", "conv3d")
+        and VARIANTS[v].get("polyphase_order", "fixed") == "fixed"
+    ]
+    for claim, key, reference, paper in PAPER_CLAIMS:
+        for variant in variants:
+            differences = {}
+            for seed, records in records_by_seed.items():
+                run = find(records, model, variant, augment)
+                base = find(records, model, reference, augment)
+                if run and base and None not in (run.get(key), base.get(key)):
+                    differences[seed] = 100 * (run[key] - base[key])
+            if len(differences) < 2:
+                continue
+            values = list(differences.values())
+            lines.append(
+                f"| {claim} ({paper}) | {variant} | "
+                + ", ".join(f"{v:+.1f}" for v in values)
+                + f" | {statistics.mean(values):+.1f} | {verdict(values)} |"
+            )
+    return lines if len(lines) > 2 else []
 
 
 def seeds_claims(rows):
@@ -1080,7 +1252,10 @@ def seeds_report(mode, settings, out_dir, benchmarks=None):
         os.path.join(folder, "seeds.json"),
         [
             {
-                **{k: row[k] for k in ("model", "variant", "augment", "gains")},
+                **{
+                    k: row[k]
+                    for k in ("model", "variant", "augment", "gains", "crop_gains")
+                },
                 "runs": {
                     seed: {
                         k: run[k]
@@ -1088,7 +1263,10 @@ def seeds_report(mode, settings, out_dir, benchmarks=None):
                             "accuracy",
                             "consistency_circular",
                             "consistency_crop",
+                            "consistency_crop_symmetric",
+                            "downsampling_summary",
                         )
+                        if k in run
                     }
                     for seed, run in row["runs"].items()
                 },
@@ -1098,6 +1276,11 @@ def seeds_report(mode, settings, out_dir, benchmarks=None):
     )
     plot = os.path.join(folder, "consistency_seeds.png")
     plot_seeds(rows, plot)
+    diagnostics_plot = plot_diagnostics(rows, os.path.join(folder, "diagnostics.png"))
+    learned = diagnostics_table(rows)
+    claims_of_paper = paper_verdicts(
+        {seed: read_records(f) for seed, f in folders.items()}
+    )
     seeds = sorted({seed for row in rows for seed in row["runs"]})
     runs = [run for row in rows for run in row["runs"].values()]
     command = table_command(mode, default, runs).replace(
@@ -1127,6 +1310,44 @@ def seeds_report(mode, settings, out_dir, benchmarks=None):
                 "",
                 f"![consistency_seeds]({os.path.relpath(plot, base_dir)})",
                 "",
+                *(
+                    [
+                        "What the downsampling layers learned "
+                        "(`keras_shiftinv.diagnostics`; mean ± sd over the seeds of "
+                        "the mean over a model's downsampling layers). "
+                        "High-frequency share: the energy of a layer's effective "
+                        "stride-2 filter outside |w| < pi/2 on both axes "
+                        f"(BlurPool2D(4): {diagnostics.reference_share():.3f}, "
+                        "plain subsampling: 0.750). Weight change: "
+                        "||w - w0|| / ||w0|| of the ShiftInvariantDown modules. "
+                        "Symmetric crop: both windows anywhere within the maximal "
+                        "shift of the centre.",
+                        "",
+                        *learned,
+                        "",
+                        "![diagnostics]("
+                        f"{os.path.relpath(diagnostics_plot, base_dir)})",
+                        "",
+                    ]
+                    if learned and diagnostics_plot
+                    else []
+                ),
+                *(
+                    [
+                        "The seed paper's claims (its Table 1 measures consistency "
+                        "with random crops; here the symmetric crop consistency), "
+                        "ResNet-18 "
+                        "trained with shift augmentation, seed by seed against the "
+                        "reference run of the same seed. Verdict: holds when the "
+                        "variant is ahead in every seed, does not hold when it is "
+                        "not ahead on average, not settled otherwise.",
+                        "",
+                        *claims_of_paper,
+                        "",
+                    ]
+                    if claims_of_paper
+                    else []
+                ),
             ]
         )
 

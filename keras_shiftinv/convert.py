@@ -12,6 +12,7 @@ import warnings
 import keras
 
 from keras_shiftinv import layers as si_layers
+from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
     channel_axis,
@@ -76,6 +77,8 @@ def antialias(
     on_unsupported="raise",
     return_report=False,
     verbose=False,
+    placement="replace",
+    module_initializer=None,
 ):
     """Rewrites the downsampling layers of a Keras model to make it shift-invariant.
 
@@ -124,7 +127,16 @@ def antialias(
       window k > 1 is cropped by k - 1 rows and columns first, so its output shape
       is kept. These modules have new weights: train the model.
       `DepthwiseConv2D` and `SeparableConv2D` have no such module and are
-      unsupported.
+      unsupported. That is `placement="replace"` (the seed paper's text);
+      `placement="dense"` (its slides) keeps every layer and its weights as
+      "blur" does (the layer at stride 1, its nonlinearity) and subsamples with
+      `ShiftInvariantDown(channels, kernel_size=3, strides)` where "blur" puts
+      its `BlurPool2D` (before a linear 1x1 conv, after the nonlinearity
+      otherwise); depthwise and separable convs then convert too.
+      `module_initializer="lowpass"` starts every module as
+      `BlurPool2D(filt_size)` (see `keras_shiftinv.initializers.LowPass`), so
+      with `placement="dense"` the converted model starts out computing what
+      `method="blur"` computes.
 
     Unsupported: strided layers of any other kind (`Conv1D`, `Conv3D`, 1D/3D
     pooling, strided `Conv2DTranspose`, custom layers with `strides`), and strided
@@ -144,6 +156,9 @@ def antialias(
             "group" and "conv3d": `ShiftInvariantDown`'s, "zero" (default) or
             "circular".
         polyphase_order: "fixed" or "aps", passed to `ShiftInvariantDown`.
+        placement: "replace" or "dense", for "group" and "conv3d" (see above).
+        module_initializer: None (`ShiftInvariantDown`'s "he_normal") or
+            "lowpass", for "group" and "conv3d".
         exclude: names of layers to keep as they are (for instance the stem conv).
         on_unsupported: "raise" or "warn" (keep the layer, warn).
         return_report: also return the list of `Change`s.
@@ -173,8 +188,26 @@ def antialias(
     blurs = method in ("blur", "aps")
     if pad_mode is None:
         pad_mode = "reflect" if blurs else "zero"
+    placement = standardize_choice(placement, "placement", ("replace", "dense"))
+    module_initializer = standardize_choice(
+        module_initializer, "module_initializer", (None, "lowpass")
+    )
+    if blurs and (placement != "replace" or module_initializer is not None):
+        raise ValueError(
+            "`placement` and `module_initializer` apply to the methods 'group' and "
+            f"'conv3d'. Received: method={method!r}, placement={placement!r}, "
+            f"module_initializer={module_initializer!r}"
+        )
+    if placement == "dense" and polyphase_order == "aps":
+        raise ValueError(
+            "`placement='dense'` needs polyphase_order='fixed': a block and its "
+            "shortcut would pick their components on different maps. Received: "
+            "polyphase_order='aps'"
+        )
     converter = _Converter(
         method=method,
+        placement=placement,
+        module_initializer=module_initializer,
         filt_size=standardize_int(filt_size, "filt_size"),
         pad_mode=standardize_choice(
             pad_mode, "pad_mode", PAD_MODES if blurs else ("zero", "circular")
@@ -339,6 +372,8 @@ class _Converter:
     def __init__(
         self,
         method,
+        placement,
+        module_initializer,
         filt_size,
         pad_mode,
         polyphase_order,
@@ -347,6 +382,8 @@ class _Converter:
         taken,
     ):
         self.method = method
+        self.placement = placement
+        self.module_initializer = module_initializer
         self.filt_size = filt_size
         self.pad_mode = pad_mode
         self.polyphase_order = polyphase_order
@@ -526,7 +563,7 @@ class _Converter:
         if isinstance(layer, _POOLS) or (isinstance(layer, _CONVS) and not strides):
             return None
         if isinstance(layer, _CONVS):
-            if self.method in ("blur", "aps"):
+            if self.method in ("blur", "aps") or self.placement == "dense":
                 return None
             return _shift_invariant_down_misfit(layer)
         if strides:
@@ -550,7 +587,7 @@ class _Converter:
 
     def _replacement(self, layer, strides):
         dtype = layer.dtype_policy
-        if self.method in ("group", "conv3d"):
+        if self.method in ("group", "conv3d") and self.placement == "replace":
             return self._shift_invariant_down(layer, strides)
         if (
             self.method == "blur"
@@ -607,6 +644,7 @@ class _Converter:
                 polyphase_order=self.polyphase_order,
                 pad_mode=self.pad_mode,
                 use_bias=use_bias,
+                kernel_initializer=self._module_initializer(kernel_size),
                 kernel_regularizer=regularizer,
                 data_format=layer.data_format,
                 name=layer.name,
@@ -626,6 +664,13 @@ class _Converter:
             f"-> ShiftInvariantDown(branch={self.method!r}), new weights",
             subsample=False,
         )
+
+    def _module_initializer(self, kernel_size):
+        """The modules' kernel initializer; a low-pass start takes the blur's
+        taps, or the 2 a 1x1 module holds."""
+        if self.module_initializer is None:
+            return "he_normal"
+        return LowPass(self.filt_size if kernel_size > 1 else min(self.filt_size, 2))
 
     def _clone(self, layer, **changes):
         if id(layer) in self._clones:
@@ -675,6 +720,21 @@ class _Converter:
             new = [
                 self._subsampler(
                     source, "blurpool", si_layers.BlurPool2D, strides=strides, **blur
+                )
+            ]
+            y = _call_new(new[0], source, x)
+        elif self.method in ("group", "conv3d"):
+            new = [
+                self._subsampler(
+                    source,
+                    "shift_invariant_down",
+                    si_layers.ShiftInvariantDown,
+                    filters=x.shape[channel_axis(source.data_format)],
+                    branch=self.method,
+                    kernel_size=3,
+                    strides=strides,
+                    pad_mode=self.pad_mode,
+                    kernel_initializer=self._module_initializer(3),
                 )
             ]
             y = _call_new(new[0], source, x)

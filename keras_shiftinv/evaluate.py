@@ -33,6 +33,11 @@ F(shift(x)): there equivariance is invariance. The distance of one image is one
 minus the cosine similarity of the two flattened maps (0 when both are zero), and
 the reported value is the mean over images.
 
+Per downsampling layer (`downsampling`, see `keras_shiftinv.diagnostics`): the
+high-frequency share of its effective stride-2 filter and, for a model saved by
+the train command (`initial.weights.h5` beside it), the share at the start of
+training and how far training moved the layer's weights.
+
 The layers measured are those of the model (and of functional models nested in it,
 such as a zoo network behind a Rescaling layer) that are convolutions, pooling or
 other strided layers, residual additions, global pooling, dense layers and the
@@ -40,8 +45,9 @@ model's output; a layer called more than once is skipped.
 
 `evaluate(...)` writes to `out_dir`: report.json (every number above), report.md (a
 table), stability.png, equivariance_<model>.png (one heat map per layer),
-equivariance_layers.png (the mean distance per layer) and, with several models,
-consistency_accuracy.png. TensorFlow backend only.
+equivariance_layers.png (the mean distance per layer), downsampling.png (the
+high-frequency share per layer, trained and initial, against BlurPool2D(4)'s) and,
+with several models, consistency_accuracy.png. TensorFlow backend only.
 """
 
 import json
@@ -55,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_shiftinv import data as data_lib
-from keras_shiftinv import metrics
+from keras_shiftinv import diagnostics, metrics
 from keras_shiftinv.layers.utils import standardize_choice, standardize_int
 from keras_shiftinv.models import (
     is_functional,
@@ -448,6 +454,9 @@ def evaluate(
             "path": None if isinstance(source, keras.Model) else os.fspath(source),
             "parameters": int(model.count_params()),
             "input_preprocessing": fit or None,
+            "downsampling": diagnostics.downsampling_report(
+                model, initial_weights=_initial_weights(source)
+            ),
         }
         entry.update(
             evaluate_model(
@@ -467,6 +476,16 @@ def evaluate(
     return report
 
 
+def _initial_weights(source):
+    """The weights a model saved by the train command started from, if known."""
+    if isinstance(source, keras.Model):
+        return None
+    from keras_shiftinv.training import INITIAL_WEIGHTS
+
+    path = os.path.join(os.path.dirname(os.fspath(source)), INITIAL_WEIGHTS)
+    return path if os.path.exists(path) else None
+
+
 def _file_name(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -480,9 +499,12 @@ def write_report(report, out_dir):
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1)
     entries = report["models"]
-    plot_files = ["stability.png", "equivariance_layers.png"]
+    plot_files = ["stability.png", "equivariance_layers.png", "downsampling.png"]
     plots.plot_stability(entries, os.path.join(out_dir, plot_files[0]))
     plots.plot_layer_means(entries, os.path.join(out_dir, plot_files[1]))
+    plots.plot_downsampling(
+        entries, os.path.join(out_dir, plot_files[2]), diagnostics.reference_share()
+    )
     for entry in entries:
         name = f"equivariance_{_file_name(entry['name'])}.png"
         plots.plot_equivariance(entry, os.path.join(out_dir, name))
@@ -522,5 +544,30 @@ def markdown(report, plot_files=()):
             f"{np.mean([layer['mean'] for layer in layers]):.3g} | "
             f"{layers[-1]['mean']:.3g} | {entry['seconds']} |"
         )
+    lines += [
+        "",
+        "## Downsampling layers",
+        "",
+        "High-frequency share of each layer's effective stride-2 filter (the energy "
+        "outside |w| < pi/2 on both axes; BlurPool2D(4): "
+        f"{diagnostics.reference_share():.3f}, plain subsampling: 0.750), at the "
+        "start of training when the model's initial weights are known, and the "
+        "relative change of its weights since then (`keras_shiftinv.diagnostics`).",
+        "",
+        "| model | layer | kind | high-frequency share | at start | weight change |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+
+    def number(value):
+        return "-" if value is None else f"{value:.3f}"
+
+    for entry in report["models"]:
+        for layer in entry.get("downsampling", []):
+            lines.append(
+                f"| {entry['name']} | {layer['layer']} | {layer['kind']} | "
+                f"{number(layer['high_frequency_share'])} | "
+                f"{number(layer['initial_high_frequency_share'])} | "
+                f"{number(layer['weight_change'])} |"
+            )
     lines += [""] + [f"![{os.path.splitext(p)[0]}]({p})" for p in plot_files]
     return "\n".join(lines) + "\n"

@@ -67,6 +67,12 @@ class LowPass(keras.initializers.Initializer):
             f"weight of shape {shape}."
         )
 
+    def check_fits(self, kernel_size, strides):
+        """Raises a `ValueError` unless a module with `kernel_size` and `strides`
+        (pairs) holds the filter."""
+        for k, s in zip(kernel_size, strides, strict=True):
+            _component_offsets(k, s, self.filt_size)
+
     def module_weights(self, branch, kernel_size, strides, channels, filters):
         """(kernel, pointwise kernel) of a `ShiftInvariantDown` module, as float32
         NumPy arrays in the layer's layouts."""
@@ -109,9 +115,9 @@ class LowPass(keras.initializers.Initializer):
         return {"filt_size": self.filt_size}
 
 
-def _component_taps(taps, kernel_size, stride, filt_size):
-    """(kernel_size, stride) array: weight i of component d is the 1D filter's
-    tap at image offset `stride * (i - (kernel_size - 1) // 2) + d`."""
+def _component_offsets(kernel_size, stride, filt_size):
+    """(first image offset the module sees, first tap of the filter), after
+    checking that the module's offsets hold the filter's."""
     first = -stride * ((kernel_size - 1) // 2)
     last = stride * (kernel_size // 2) + stride - 1
     start = -((filt_size - 1) // 2)
@@ -122,6 +128,13 @@ def _component_taps(taps, kernel_size, stride, filt_size):
             f"filter (offsets {start}..{start + filt_size - 1}). Use a larger "
             f"`kernel_size` or a smaller `filt_size`. Received: filt_size={filt_size}"
         )
+    return first, start
+
+
+def _component_taps(taps, kernel_size, stride, filt_size):
+    """(kernel_size, stride) array: weight i of component d is the 1D filter's
+    tap at image offset `stride * (i - (kernel_size - 1) // 2) + d`."""
+    first, start = _component_offsets(kernel_size, stride, filt_size)
     out = np.zeros(kernel_size * stride)
     out[start - first : start - first + filt_size] = taps
     return out.reshape(kernel_size, stride)

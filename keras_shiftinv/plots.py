@@ -105,3 +105,54 @@ def plot_consistency_accuracy(entries, path):
     ax.grid(alpha=0.3)
     ax.margins(0.2)
     figure.savefig(path, dpi=100)
+
+
+def plot_downsampling(entries, path, reference=None):
+    """The high-frequency share of every downsampling layer, one panel per model:
+    after training (dark) and at the start (light, when known), with the share of
+    BlurPool2D(4) (`reference`) as a dashed line."""
+    figure = _figure(max(4.0, 0.45 * _most_layers(entries) + 1.5), 2.6 * len(entries))
+    axes = figure.subplots(len(entries), 1, squeeze=False)[:, 0]
+    for ax, entry in zip(axes, entries, strict=True):
+        layers = [
+            layer
+            for layer in entry.get("downsampling", [])
+            if layer["high_frequency_share"] is not None
+        ]
+        positions = np.arange(len(layers))
+        start = [layer["initial_high_frequency_share"] for layer in layers]
+        if any(value is not None for value in start):
+            ax.bar(
+                positions - 0.2,
+                [np.nan if v is None else v for v in start],
+                0.4,
+                color="tab:blue",
+                alpha=0.35,
+                label="at start",
+            )
+        ax.bar(
+            positions + 0.2,
+            [layer["high_frequency_share"] for layer in layers],
+            0.4,
+            color="tab:blue",
+            label="trained",
+        )
+        if reference is not None:
+            ax.axhline(reference, color="black", ls="--", lw=1, label="BlurPool2D(4)")
+        ax.axhline(0.75, color="gray", ls=":", lw=1, label="no filter")
+        ax.set_xticks(positions)
+        ax.set_xticklabels(
+            [layer["layer"].split("/")[-1] for layer in layers],
+            rotation=60,
+            ha="right",
+            fontsize=6,
+        )
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("high-frequency share", fontsize=8)
+        ax.set_title(entry["name"], fontsize=9)
+        ax.legend(fontsize=6, loc="upper right")
+    figure.savefig(path, dpi=110)
+
+
+def _most_layers(entries):
+    return max((len(entry.get("downsampling", [])) for entry in entries), default=1)

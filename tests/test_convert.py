@@ -422,6 +422,60 @@ def test_zoo_baseline_converts_to_the_zoo_variant(name, variant, options):
     )
 
 
+@pytest.mark.parametrize("padding", ["zero", "circular"])
+def test_dense_lowpass_group_conversion_starts_as_the_blur_conversion(padding):
+    """placement="dense" keeps every layer where "blur" keeps it and puts a module
+    where "blur" puts BlurPool2D; a low-pass start makes both the same function."""
+    options = dict(
+        num_classes=10,
+        width_multiplier=0.25,
+        input_shape=(32, 32, 3),
+        stem="cifar",
+        classifier_activation=None,  # logits: a softmax at init saturates
+    )
+    baseline = zoo.create_model("resnet18", padding=padding, **options)
+    blur = antialias(baseline, pad_mode=padding)
+    dense, report = antialias(
+        baseline,
+        method="group",
+        placement="dense",
+        module_initializer="lowpass",
+        pad_mode=padding,
+        return_report=True,
+    )
+    # Every weight of the baseline is kept; the modules add their own.
+    assert _assert_weights_copied(baseline, dense) > 0
+    modules = [layer for layer in dense.layers if isinstance(layer, ShiftInvariantDown)]
+    assert len(modules) == 6 and all(m.filters == m.input.shape[-1] for m in modules)
+    assert all("ShiftInvariantDown" in change.action for change in report)
+    x = np.random.default_rng(0).random((2, 32, 32, 3))
+    np.testing.assert_allclose(_numpy(dense(x)), _numpy(blur(x)), rtol=1e-4, atol=1e-5)
+    # Without the low-pass start the modules are random: another function.
+    random = antialias(baseline, method="conv3d", placement="dense", pad_mode=padding)
+    assert np.abs(_numpy(random(x)) - _numpy(blur(x))).max() > 1e-3
+
+
+def test_dense_placement_converts_depthwise_convs():
+    depthwise = _with(L.DepthwiseConv2D(3, strides=2, name="dw"), (8, 8, 3))
+    new = antialias(depthwise, method="conv3d", placement="dense")
+    assert new.get_layer("dw").strides == (1, 1)
+    module = new.get_layer("dw_shift_invariant_down")
+    assert module.branch == "conv3d" and module.filters == 3
+    assert new.output_shape == depthwise.output_shape
+
+
+def test_dense_placement_bad_arguments():
+    model = _small_sequential()
+    with pytest.raises(ValueError, match="placement"):
+        antialias(model, method="group", placement="middle")
+    with pytest.raises(ValueError, match="apply to the methods"):
+        antialias(model, placement="dense")
+    with pytest.raises(ValueError, match="apply to the methods"):
+        antialias(model, method="aps", module_initializer="lowpass")
+    with pytest.raises(ValueError, match="polyphase_order='fixed'"):
+        antialias(model, method="group", placement="dense", polyphase_order="aps")
+
+
 def test_compiled_model_stays_compiled():
     model = _small_sequential()
     model.compile(optimizer="sgd", loss="mse", metrics=["mae"])

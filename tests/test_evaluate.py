@@ -133,10 +133,12 @@ def check_fields(report, markdown):
             assert grid[0, 0] == pytest.approx(0, abs=1e-6)
             assert layer["mean"] == pytest.approx(grid.mean())
     assert "| equivariant |" in markdown and "| strided |" in markdown
+    assert "| strided | average_pooling2d | average pool | 0.330 | - | - |" in markdown
 
 
 def check_plots(report_dir):
     names = ["stability", "equivariance_layers", "consistency_accuracy"]
+    names += ["downsampling"]
     names += ["equivariance_equivariant", "equivariance_strided"]
     for name in names:
         data = (report_dir / f"{name}.png").read_bytes()
@@ -170,6 +172,14 @@ def check_strided(entry):
         assert layer["mean_divisible"] == pytest.approx(0, abs=1e-5)
     # Logits get a softmax: the last measured layer is the added one.
     assert entry["equivariance"][-1]["shape"] == [CLASSES]
+    down = {layer["layer"]: layer for layer in entry["downsampling"]}
+    assert sorted(down) == ["average_pooling2d", "max_pooling2d"]
+    # The 2x2 box: 1 - (1/2 + 1/pi)^2 of its energy is above pi/2 (analytically).
+    box = down["average_pooling2d"]
+    assert box["high_frequency_share"] == pytest.approx(1 - (0.5 + 1 / np.pi) ** 2)
+    assert down["max_pooling2d"]["high_frequency_share"] is None
+    # Not saved by the train command: nothing to compare with.
+    assert box["weight_change"] is None
 
 
 def test_nested_model_is_measured_inside():

@@ -120,6 +120,23 @@ def test_parity_model_scores_its_exact_expectation(max_shift):
     assert sampled == pytest.approx(_same_parity_probability(max_shift), abs=0.04)
 
 
+@pytest.mark.parametrize("max_shift", [1, 2, 3])
+def test_symmetric_shifts_score_their_exact_expectation(max_shift):
+    # dx uniform in [-m, m]: 2m + 1 values, of which those with dx even agree.
+    x = _images()
+    exact = metrics.shift_consistency(
+        _parity_model(), x, max_shift=max_shift, samples="all", symmetric=True
+    )
+    values = np.arange(-max_shift, max_shift + 1)
+    even = np.sum(values % 2 == 0)
+    expected = (even**2 + (len(values) - even) ** 2) / len(values) ** 2
+    assert exact == pytest.approx(expected, abs=1e-12)
+    sampled = metrics.shift_consistency(
+        _parity_model(), x, max_shift=max_shift, samples=100, symmetric=True
+    )
+    assert sampled == pytest.approx(expected, abs=0.04)
+
+
 @pytest.mark.parametrize(
     "pad_mode, numpy_mode", [("reflect", "reflect"), ("zero", "constant")]
 )

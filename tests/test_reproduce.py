@@ -230,3 +230,80 @@ def test_seeds_report_compares_each_seed_with_its_own_baseline(tmp_path):
 
     # Results in a folder the script did not name have no seeds to gather.
     assert reproduce.seed_folders("full", seeded, str(tmp_path / "mine")) == {}
+
+
+def _write_decisive(folder, values):
+    """Decisive-mode records (ResNet-18, shift augmentation): {variant: (circular,
+    symmetric crop, accuracy, high-frequency share, weight change)}."""
+    os.makedirs(os.path.join(folder, "records"))
+    for variant, (circular, symmetric, accuracy, share, change) in values.items():
+        learned = {"high_frequency_share": share, "weight_change": change}
+        record = {
+            "model": "resnet18",
+            "variant": variant,
+            "augment": "shift",
+            "consistency_circular": circular,
+            "consistency_crop": symmetric - 0.01,
+            "consistency_crop_symmetric": symmetric,
+            "accuracy": accuracy,
+            "downsampling_summary": {
+                "all": {
+                    "high_frequency_share": share,
+                    "initial_high_frequency_share": 0.5,
+                    "weight_change": change,
+                },
+                "learned": {**learned, "initial_high_frequency_share": 0.5},
+            },
+        }
+        path = os.path.join(folder, "records", f"resnet18-{variant}-shift.json")
+        with open(path, "w") as f:
+            json.dump(record, f)
+
+
+def test_verdict_rule():
+    assert reproduce.verdict([0.1, 2.0, 0.5]) == "holds"
+    assert reproduce.verdict([-0.1, 2.0, 0.5]) == "not settled"
+    assert reproduce.verdict([-3.0, 2.0, 0.5]) == "does not hold"
+    assert reproduce.verdict([0.0, 0.0]) == "does not hold"
+
+
+def test_decisive_seeds_report_has_diagnostics_and_the_papers_verdicts(tmp_path):
+    _write_decisive(
+        str(tmp_path / "decisive"),
+        {
+            "baseline": (0.5, 0.6, 0.90, 0.7, None),
+            "blur4": (0.9, 0.8, 0.91, 0.065, None),
+            "group": (0.55, 0.7, 0.89, 0.6, 0.1),
+        },
+    )
+    _write_decisive(
+        str(tmp_path / "decisive-seed1"),
+        {
+            "baseline": (0.6, 0.7, 0.90, 0.7, None),
+            "blur4": (0.9, 0.8, 0.92, 0.065, None),
+            "group": (0.5, 0.75, 0.92, 0.4, 0.3),
+        },
+    )
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text("# Benchmarks\n")
+    seeded = dataclasses.replace(reproduce.MODES["decisive"], seed=1)
+    reproduce.seeds_report(
+        "decisive", seeded, str(tmp_path / "decisive-seed1"), str(benchmarks)
+    )
+    body = reproduce.section(benchmarks.read_text(), "reproduce-decisive-seeds")
+    share_sd = np.std([0.6, 0.4], ddof=1)
+    change_sd = np.std([0.1, 0.3], ddof=1)
+    # Symmetric crop 70 and 75 %; crop gains +10 and +5 points.
+    crop_gain_sd = np.std([0.1, 0.05], ddof=1) * 100
+    assert (
+        f"| resnet18 | shift | group | 72.5 ± {np.std([0.7, 0.75], ddof=1) * 100:.1f}"
+        f" | +7.5 ± {crop_gain_sd:.1f} | 0.500 ± {share_sd:.3f} | 0.500 ± 0.000 | "
+        f"0.200 ± {change_sd:.3f} |"
+    ) in body
+    # Against the baseline: +10.0 and +5.0 points of symmetric crop consistency.
+    assert "| group | +10.0, +5.0 | +7.5 | holds |" in body
+    # Against blur4: -10.0 and -5.0.
+    assert "| group | -10.0, -5.0 | -7.5 | does not hold |" in body
+    # Accuracy against the baseline: -1.0 and +2.0 points.
+    assert "| group | -1.0, +2.0 | +0.5 | not settled |" in body
+    assert (tmp_path / "decisive-seeds" / "diagnostics.png").exists()

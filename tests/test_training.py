@@ -321,9 +321,20 @@ def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, caps
     assert "run the same command again" in capsys.readouterr().err
     assert (out / "backup").exists() and not (out / "summary.json").exists()
     log = _rows(out / "log.csv")
+    initial = (out / training.INITIAL_WEIGHTS).read_bytes()
 
     monkeypatch.setattr(training, "_evaluate", evaluate)
     assert cli.main(args) == 0
     assert "Epoch 1/1" not in capsys.readouterr().out  # nothing trained again
     assert _rows(out / "log.csv") == log
     assert (out / "summary.json").exists() and not (out / "backup").exists()
+    # The weights before training, kept from the first start: they load into the
+    # model and differ from the trained ones.
+    assert (out / training.INITIAL_WEIGHTS).read_bytes() == initial
+    trained = keras.saving.load_model(out / "final.keras")
+    start = keras.models.clone_model(trained)
+    start.load_weights(out / training.INITIAL_WEIGHTS)
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(trained.get_weights(), start.get_weights(), strict=True)
+    )

@@ -324,7 +324,8 @@ class Builder:
     def _shift_invariant_down(self, x, filters, kernel_size, name):
         initializer = "he_normal"
         if self.module_initializer == "lowpass":
-            initializer = LowPass(self.filt_size if kernel_size > 1 else 2)
+            taps = self.filt_size if kernel_size > 1 else min(self.filt_size, 2)
+            initializer = LowPass(taps)
         # No bias: a batch normalization follows, or the layer replaces a pool.
         return si_layers.ShiftInvariantDown(
             filters,

@@ -129,6 +129,8 @@ class ShiftInvariantDown(keras.layers.Layer):
         )
         self.use_bias = standardize_choice(use_bias, "use_bias", (False, True))
         self.kernel_initializer = initializers.get(kernel_initializer)
+        if isinstance(self.kernel_initializer, initializers.LowPass):
+            self.kernel_initializer.check_fits(self.kernel_size, self.strides)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.data_format = standardize_data_format(data_format)
 
