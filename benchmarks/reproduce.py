@@ -375,11 +375,12 @@ def run(
     benchmarks=None,
     command=None,
     verbose=1,
+    commit=False,
 ):
     """Trains and measures every (augment, model, variant) run of `settings` not
-    done yet, writing
-    its record, results.json, the plots, report.md and (if given) the BENCHMARKS.md
-    section after each run. Returns the records of `out_dir`."""
+    done yet, writing its record, results.json, the plots, report.md and (if
+    given) the BENCHMARKS.md section after each run, and committing them with
+    `commit=True`. Returns the records of `out_dir`."""
     command = command or shlex.join(
         ["python", "benchmarks/reproduce.py", *sys.argv[1:]]
     )
@@ -449,11 +450,30 @@ def run(
         )
         keras.backend.clear_session()
         report(mode, settings, out_dir, benchmarks, data_dir)
+        if commit:
+            commit_results(
+                out_dir, benchmarks, f"reproduce {label(mode, settings)}: {name}"
+            )
     records = read_records(out_dir)
     if records and test is None:
         # Nothing new was run: the report may still be missing or out of date.
         report(mode, settings, out_dir, benchmarks, data_dir)
     return records
+
+
+def commit_results(out_dir, benchmarks, message):
+    """Commits the results folders of this mode (seeds included) and the
+    BENCHMARKS.md file in their git repository, so a long reproduction keeps
+    what it has made if the machine goes away."""
+    paths = [os.path.dirname(os.path.normpath(out_dir))]
+    if benchmarks:
+        paths.append(benchmarks)
+    root = os.path.dirname(os.path.normpath(out_dir))
+    subprocess.run(["git", "-C", root, "add", "--", *paths], check=True)
+    # Nothing staged (a run whose files were committed before) is not an error.
+    staged = subprocess.run(["git", "-C", root, "diff", "--cached", "--quiet"])
+    if staged.returncode:
+        subprocess.run(["git", "-C", root, "commit", "-q", "-m", message], check=True)
 
 
 def best_variant(records, model, augment):
@@ -1412,6 +1432,11 @@ def parse_args(argv=None):
         help="Markdown file whose reproduce section is updated ('' for none)",
     )
     parser.add_argument(
+        "--commit",
+        action="store_true",
+        help="git-commit the results (and BENCHMARKS.md) after each run",
+    )
+    parser.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
@@ -1447,6 +1472,7 @@ def main(argv=None):
         data_dir=args.data_dir,
         benchmarks=args.benchmarks or None,
         verbose=args.verbose,
+        commit=args.commit,
     )
     print(
         f"{len(records)} runs in {out_dir} ({time.perf_counter() - start:.0f} s); "

@@ -307,3 +307,32 @@ def test_decisive_seeds_report_has_diagnostics_and_the_papers_verdicts(tmp_path)
     # Accuracy against the baseline: -1.0 and +2.0 points.
     assert "| group | -1.0, +2.0 | +0.5 | not settled |" in body
     assert (tmp_path / "decisive-seeds" / "diagnostics.png").exists()
+
+
+def test_commit_results_commits_the_results_and_nothing_twice(tmp_path):
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    git("init", "-q")
+    git("config", "user.email", "ci@example.org")
+    git("config", "user.name", "CI")
+    out = tmp_path / "results" / "decisive"
+    (out / "records").mkdir(parents=True)
+    (out / "records" / "a.json").write_text("{}\n")
+    (tmp_path / "mine.txt").write_text("not results\n")
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text("# Benchmarks\n")
+
+    reproduce.commit_results(str(out), str(benchmarks), "reproduce decisive: a")
+    assert git("log", "--format=%s").splitlines() == ["reproduce decisive: a"]
+    tracked = git("ls-files").split()
+    assert tracked == ["BENCHMARKS.md", "results/decisive/records/a.json"]
+    reproduce.commit_results(str(out), str(benchmarks), "again")
+    assert len(git("log", "--format=%s").splitlines()) == 1
