@@ -116,7 +116,10 @@ def add_train_parser(subparsers):
         run, "--out", "run folder (default: runs/<model>-<variant>-<dataset>)"
     )
     run.add_argument(
-        "--overwrite", action="store_true", help="delete the run folder first"
+        "--overwrite",
+        action="store_true",
+        help="train again: delete the files of the run in --out first (a folder "
+        "that holds no run is never touched)",
     )
     _train_option(
         run,
@@ -290,13 +293,14 @@ def add_export_parser(subparsers):
 def run_export(args):
     import os
 
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.export import export_for_serving, version_dir
     from keras_shiftinv.models import load_model
 
+    # Before the model is loaded: a --out that cannot be written fails at once.
+    target = version_dir(args.out, args.version, args.overwrite)
     path = export_for_serving(
         load_model(args.model),
-        args.out,
-        version=args.version,
+        target,
         overwrite=args.overwrite,
         from_logits=args.from_logits,
     )

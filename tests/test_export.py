@@ -128,6 +128,38 @@ def test_plain_tensorflow_serves_same_answers(exported, tmp_path):
     assert len(set(served["b7/classes"])) > 1
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 8, 8, 3), (2, 24, 24, 3), (1, 1, 1, 3), (2, 12, 12, 1), (12, 12, 3)],
+    ids=["smaller", "larger", "one-pixel", "channels", "rank-3"],
+)
+def test_signature_rejects_other_image_shapes(exported, shape, tmp_path):
+    _, path = exported
+    # In a subprocess: a rank-3 batch used to abort the whole process.
+    script = tmp_path / "call.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            import tensorflow as tf
+
+            serve = tf.saved_model.load({path!r}).signatures["serving_default"]
+            try:
+                serve(images=tf.zeros({shape!r}, tf.uint8))
+            except tf.errors.InvalidArgumentError as error:
+                sys.exit("rejected: " + " ".join(error.message.split()))
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rejected: ")
+    assert "not compatible with expected shape [?,12,12,3]" in last
+
+
 def test_saved_model_cli_shows_and_runs(exported, tmp_path):
     model, path = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

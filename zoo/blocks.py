@@ -9,7 +9,11 @@ variant, so both families share one implementation of every variant.
 import keras
 
 from keras_shiftinv import layers as si_layers
-from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+from keras_shiftinv.layers.utils import (
+    standardize_choice,
+    standardize_filt_size,
+    standardize_int,
+)
 
 VARIANTS = ("baseline", "blur", "group", "conv3d", "aps")
 PADDINGS = ("zero", "circular")
@@ -98,7 +102,7 @@ class Builder:
     def __init__(self, variant, padding="zero", filt_size=4, polyphase_order="fixed"):
         self.variant = standardize_choice(variant, "variant", VARIANTS)
         self.padding = standardize_choice(padding, "padding", PADDINGS)
-        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.filt_size = standardize_filt_size(filt_size)
         self.polyphase_order = standardize_choice(
             polyphase_order, "polyphase_order", POLYPHASE_ORDERS
         )
