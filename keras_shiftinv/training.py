@@ -85,7 +85,8 @@ class TrainConfig:
             (best-model selection and the consistency callback); the test split is
             only used for the final summary.
         test_split: the split of the final evaluation ("validation" for data sets
-            without a test split, or a slice such as "train[90%:]").
+            without a test split); not the training split nor a slice of it, which
+            training and validation use whole.
         train_subset: use only this many training examples (None or 0: all).
         test_subset: evaluate on only this many test examples (None or 0: all).
         consistency_images: validation images the per-epoch consistency uses.
@@ -156,6 +157,13 @@ class TrainConfig:
         standardize_number(self.width_multiplier, "width_multiplier", 0)
         if self.lr is not None:
             standardize_number(self.lr, "lr", 0)
+        if str(self.test_split).split("[")[0] == "train":
+            raise ValueError(
+                "The test split may not be the training split, which training and "
+                f"validation use whole. Received: --test-split {self.test_split}; "
+                "use 'test' or 'validation' (an image folder without split folders "
+                "has both)."
+            )
         if self.dataset == "folder" and not self.data_dir:
             raise ValueError(
                 "`dataset='folder'` needs `data_dir`, a folder with "

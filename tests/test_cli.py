@@ -54,6 +54,8 @@ def test_argparse_errors(args, message, capsys):
         (["--dataset", "mnist"], "MNIST IDX files need a folder"),
         (["--dataset", "folder", "--data-dir", "/no/such/dir"], "/no/such/dir"),
         (["--strategy", "multiworker"], "TF_CONFIG"),
+        (["--test-split", "train[90%:]"], "--test-split train[90%:]"),
+        (["--filt-size", "16"], "Received: filt_size=16"),
     ],
 )
 def test_bad_values_are_one_line_errors(args, message, tmp_path, capsys, monkeypatch):
