@@ -625,9 +625,31 @@ def _tfds_help(name, data_dir, error):
     return text
 
 
-def _load_tfds(name, split, data_dir):
-    import tensorflow_datasets as tfds
+def _missing_module(error):
+    """The ImportError behind `error` (itself or a cause in its chain), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ImportError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
+
+def _missing_module_error(name, error):
+    module = getattr(error, "name", None) or str(error)
+    return ValueError(
+        f"tensorflow-datasets cannot load {name!r}: the Python module {module!r} "
+        f"is missing ({type(error).__name__}: {error}). Install it in this "
+        f"environment (pip install {module.split('.')[0]}) and run again."
+    )
+
+
+def _load_tfds(name, split, data_dir):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise _missing_module_error(name, e) from e
     try:
         ds, tfds_info = tfds.load(
             name,
@@ -646,6 +668,10 @@ def _load_tfds(name, split, data_dir):
             raise ValueError(f"Invalid split={split!r} for {name!r}: {e}") from e
         raise DataNotFoundError(_tfds_help(name, data_dir, e)) from e
     except Exception as e:  # noqa: BLE001 - download/prepare failures of any kind
+        # A missing module fails the same way as a missing download: tell which.
+        missing = _missing_module(e)
+        if missing is not None:
+            raise _missing_module_error(name, missing) from e
         raise DataNotFoundError(_tfds_help(name, data_dir, e)) from e
     image_key, label_key = tfds_info.supervised_keys
     label = tfds_info.features[label_key]

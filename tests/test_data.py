@@ -1,6 +1,7 @@
 import gzip
 import os
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -318,6 +319,32 @@ def test_tfds_failures_say_how_to_get_the_data(tmp_path, monkeypatch):
     assert str(tmp_path) in str(error.value)
     with pytest.raises(data.DataNotFoundError, match="manual"):
         data.load("imagenet2012", "train", data_dir=str(tmp_path))
+
+
+def test_tfds_missing_module_is_named_not_the_network(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def broken(*args, **kwargs):
+        # As tfds fails: the ImportError is the cause of another error.
+        try:
+            raise ModuleNotFoundError(
+                "No module named 'importlib_resources'", name="importlib_resources"
+            )
+        except ImportError as e:
+            raise RuntimeError("Failed to construct dataset cifar10") from e
+
+    monkeypatch.setattr(tfds, "load", broken)
+    with pytest.raises(ValueError) as error:
+        data.load("tfds:cifar10", "train", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert "'importlib_resources' is missing" in message
+    assert "pip install importlib_resources" in message
+    assert "internet" not in message and "download" not in message
+
+    # tensorflow-datasets itself not importable: the same kind of message.
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(ValueError, match="'tensorflow_datasets' is missing"):
+        data.load("cifar10", "train", data_dir=str(tmp_path))
 
 
 def _numbered(n=6, size=(8, 8), channels=1):
