@@ -492,6 +492,21 @@ def _first_decodable(paths):
     raise ValueError(f"None of the {len(paths)} selected images can be decoded.")
 
 
+def decode_image_file(path, channels):
+    """uint8 [H, W, channels] of a JPEG/PNG/BMP/GIF file (a path tensor or
+    string): RGB for 3 channels, luma (ITU-R 601 weights) for 1."""
+    image = tf.io.decode_image(
+        tf.io.read_file(path), channels=3, expand_animations=False
+    )
+    if channels == 1:
+        weights = tf.constant([0.299, 0.587, 0.114])
+        luma = tf.reduce_sum(
+            tf.cast(image, tf.float32) * weights, axis=-1, keepdims=True
+        )
+        image = tf.cast(tf.round(luma), tf.uint8)
+    return image
+
+
 def _load_folder(split, base, bounds, data_dir, image_size):
     if not data_dir:
         raise DataNotFoundError(
@@ -567,20 +582,7 @@ def _load_folder(split, base, bounds, data_dir, image_size):
     )
 
     def decode(path, label):
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
-        if channels == 1:
-            weights = tf.constant([0.299, 0.587, 0.114])
-            image = tf.cast(
-                tf.round(
-                    tf.reduce_sum(
-                        tf.cast(image, tf.float32) * weights, axis=-1, keepdims=True
-                    )
-                ),
-                tf.uint8,
-            )
-        return image, label, path
+        return decode_image_file(path, channels), label, path
 
     def fit_size(image, label, path):
         if image_size is not None:

@@ -82,7 +82,7 @@ def test_every_train_option_is_on_the_command_line():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     dests = {action.dest for action in train._actions}
-    assert set(cli.TRAIN_DEFAULTS) <= dests
+    assert set(cli.train_defaults()) <= dests
 
 
 def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
