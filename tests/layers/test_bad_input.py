@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import pytest
 
+import zoo
+from keras_shiftinv import antialias
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers import (
     BlurPool2D,
@@ -205,6 +207,12 @@ def test_largest_filt_size_matches_numpy():
         PolyphaseDown2D,
         lambda filt_size: si_ops.blur_pool2d(_images(), filt_size),
         si_ops.binomial_filter,
+        # The zoo and antialias() take filt_size too.
+        lambda filt_size: zoo.resnet18(variant="blur", filt_size=filt_size),
+        lambda filt_size: antialias(
+            keras.Sequential([keras.Input((8, 8, 1)), keras.layers.MaxPooling2D()]),
+            filt_size=filt_size,
+        ),
     ],
 )
 def test_too_large_filt_size_is_a_clear_error(make, filt_size):
