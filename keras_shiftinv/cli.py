@@ -1,18 +1,26 @@
 """The command line: `python -m keras_shiftinv COMMAND [options]` (or `keras-shiftinv`).
 
-Each command is a pair of functions: `add_<command>_parser(subparsers)` declares its
-options and sets `run=<function(args)>`; `COMMANDS` lists the `add_` functions.
-Errors the user can fix (bad options, missing data) are ValueErrors: `main` prints
-them as one `error: ...` line and exits with status 2, without a traceback.
+Each command is a pair of functions: `add_<command>_parser(parser)` declares the
+options of its sub-parser and sets `run=<function(args)>`; `COMMANDS` maps each
+command to its one-line help and its `add_` function. Only the command being run
+gets its options (and imports what they need), so `--help`, `--version` and a
+command's own `--help` import neither Keras nor TensorFlow beyond what that command
+needs. Errors the user can fix (bad options, missing data) are ValueErrors: `main`
+prints them as one `error: ...` line and exits with status 2, without a traceback.
 """
 
 import argparse
 import dataclasses
 import sys
 
-from keras_shiftinv import training
+from keras_shiftinv import __version__
 
-TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}
+
+def train_defaults():
+    """The train command's options and their defaults (`training.TrainConfig`)."""
+    from keras_shiftinv import training
+
+    return {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -29,25 +37,22 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 def _train_option(group, flag, help, **kwargs):
     name = flag.lstrip("-").replace("-", "_")
-    default = TRAIN_DEFAULTS[name]
+    default = train_defaults()[name]
     group.add_argument(flag, dest=name, default=default, help=help, **kwargs)
 
 
-def add_train_parser(subparsers):
+def add_train_parser(parser):
     import zoo
+    from keras_shiftinv import training
 
-    parser = subparsers.add_parser(
-        "train",
-        help="train a zoo model (with no options: a quick Fashion-MNIST run)",
-        description=(
-            "Train a zoo model with model.fit and report its test accuracy and shift "
-            "consistency. Writes config.json, log.csv, best.keras, final.keras, "
-            "tensorboard/, curves.png and summary.json to the run folder. A run "
-            "stopped at any point continues from its last finished epoch when the "
-            "same command is run again."
-        ),
-        formatter_class=_HelpFormatter,
+    parser.description = (
+        "Train a zoo model with model.fit and report its test accuracy and shift "
+        "consistency. Writes config.json, log.csv, best.keras, final.keras, "
+        "tensorboard/, curves.png and summary.json to the run folder. A run "
+        "stopped at any point continues from its last finished epoch when the "
+        "same command is run again."
     )
+    parser.formatter_class = _HelpFormatter
     model = parser.add_argument_group("model")
     _train_option(model, "--model", "zoo model", choices=zoo.list_models())
     _train_option(model, "--variant", "downsampling variant", choices=zoo.VARIANTS)
@@ -129,7 +134,10 @@ def add_train_parser(subparsers):
         run, "--out", "run folder (default: runs/<model>-<variant>-<dataset>)"
     )
     run.add_argument(
-        "--overwrite", action="store_true", help="delete the run folder first"
+        "--overwrite",
+        action="store_true",
+        help="train again: delete the files of the run in --out first (a folder "
+        "that holds no run is never touched)",
     )
     _train_option(
         run,
@@ -154,11 +162,13 @@ def add_train_parser(subparsers):
 
 
 def run_train(args):
-    options = {name: getattr(args, name) for name in TRAIN_DEFAULTS}
+    from keras_shiftinv import training
+
+    options = {name: getattr(args, name) for name in train_defaults()}
     training.train(training.TrainConfig(**options), overwrite=args.overwrite)
 
 
-def add_evaluate_parser(subparsers):
+def add_evaluate_parser(parser):
     import inspect
 
     from keras_shiftinv import evaluate, metrics
@@ -167,17 +177,13 @@ def add_evaluate_parser(subparsers):
         name: parameter.default
         for name, parameter in inspect.signature(evaluate.evaluate).parameters.items()
     }
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="shift-robustness report of saved models",
-        description=(
-            "Accuracy (unshifted and under random shifts), shift consistency, "
-            "classification variation, diagonal-shift stability curves and "
-            "per-layer equivariance of each model. Writes report.json, report.md "
-            "and PNG plots to --out."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser.description = (
+        "Accuracy (unshifted and under random shifts), shift consistency, "
+        "classification variation, diagonal-shift stability curves and "
+        "per-layer equivariance of each model. Writes report.json, report.md "
+        "and PNG plots to --out."
     )
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument(
         "--model",
         dest="models",
@@ -256,17 +262,13 @@ def run_evaluate(args):
     print(f"Report written to {args.out}/ (report.json, report.md, PNG plots).")
 
 
-def add_export_parser(subparsers):
-    parser = subparsers.add_parser(
-        "export",
-        help="SavedModel for TensorFlow Serving",
-        description=(
-            "Write a saved Keras model as a SavedModel in TF Serving's layout, "
-            "OUT/VERSION/, with a serving_default signature: uint8 images [batch, "
-            "height, width, channels] in ('images'), 'probabilities' (float32) and "
-            "'classes' (int64) out. An existing version is never replaced without "
-            "--overwrite."
-        ),
+def add_export_parser(parser):
+    parser.description = (
+        "Write a saved Keras model as a SavedModel in TF Serving's layout, "
+        "OUT/VERSION/, with a serving_default signature: uint8 images [batch, "
+        "height, width, channels] in ('images'), 'probabilities' (float32) and "
+        "'classes' (int64) out. An existing version is never replaced without "
+        "--overwrite."
     )
     parser.add_argument("--model", required=True, metavar="PATH", help=".keras file")
     parser.add_argument(
@@ -303,13 +305,14 @@ def add_export_parser(subparsers):
 def run_export(args):
     import os
 
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.export import export_for_serving, version_dir
     from keras_shiftinv.models import load_model
 
+    # Before the model is loaded: a --out that cannot be written fails at once.
+    target = version_dir(args.out, args.version, args.overwrite)
     path = export_for_serving(
         load_model(args.model),
-        args.out,
-        version=args.version,
+        target,
         overwrite=args.overwrite,
         from_logits=args.from_logits,
     )
@@ -322,23 +325,80 @@ def run_export(args):
     )
 
 
-COMMANDS = [add_train_parser, add_evaluate_parser, add_export_parser]
+def add_predict_parser(parser):
+    parser.description = (
+        "Classify image files with a trained model: a .keras file (e.g. "
+        "RUN_DIR/best.keras) or a SavedModel written by export (a version folder, "
+        "or the base folder: its highest version). Prints one line per image: "
+        "the class (with its name when the run folder's config.json has it) and "
+        "its probability. Images are converted to the model's channels and "
+        "resized to its input size."
+    )
+    parser.add_argument(
+        "--model", required=True, metavar="PATH", help=".keras file or SavedModel"
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.set_defaults(run=run_predict)
 
 
-def build_parser():
+def run_predict(args):
+    from keras_shiftinv import predict
+
+    for line in predict.predict_lines(args.model, args.images):
+        print(line)
+
+
+def add_models_parser(parser):
+    parser.description = "List the zoo's models and variants (--model, --variant)."
+    parser.set_defaults(run=run_models)
+
+
+def run_models(args):
+    import zoo
+
+    print("models:   " + ", ".join(zoo.list_models()))
+    print("variants: " + ", ".join(zoo.VARIANTS))
+
+
+# name: (one-line help, function adding the command's options)
+COMMANDS = {
+    "train": (
+        "train a zoo model (with no options: a quick Fashion-MNIST run)",
+        add_train_parser,
+    ),
+    "evaluate": ("shift-robustness report of saved models", add_evaluate_parser),
+    "export": ("SavedModel for TensorFlow Serving", add_export_parser),
+    "predict": ("classify image files with a trained model", add_predict_parser),
+    "models": ("list the zoo's models and variants", add_models_parser),
+}
+
+
+def build_parser(commands=None):
+    """The parser of the command line; only the `commands` named (all when None)
+    get their options, the others are listed with their help."""
     parser = argparse.ArgumentParser(
         prog="keras-shiftinv",
-        description="Shift-invariant convnets for Keras 3: train, evaluate, export.",
+        description="Shift-invariant convnets for Keras 3: train, evaluate, "
+        "export, predict.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"keras-shiftinv {__version__}"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add_parser in COMMANDS:
-        add_parser(subparsers)
+    for name, (help, add_options) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help)
+        if commands is None or name in commands:
+            add_options(subparser)
     return parser
 
 
 def main(argv=None):
     """Runs one command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The first word that is not an option is the command (the top-level options
+    # take no value).
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser([command]).parse_args(argv)
     try:
         args.run(args)
     except ValueError as error:  # bad values, missing data (DataNotFoundError)

@@ -18,7 +18,7 @@ from keras_shiftinv.layers.utils import (
     channel_axis,
     spatial_axes,
     standardize_choice,
-    standardize_int,
+    standardize_filt_size,
 )
 
 METHODS = ("blur", "aps", "group", "conv3d")
@@ -208,7 +208,7 @@ def antialias(
         method=method,
         placement=placement,
         module_initializer=module_initializer,
-        filt_size=standardize_int(filt_size, "filt_size"),
+        filt_size=standardize_filt_size(filt_size),
         pad_mode=standardize_choice(
             pad_mode, "pad_mode", PAD_MODES if blurs else ("zero", "circular")
         ),

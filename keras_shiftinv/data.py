@@ -12,7 +12,9 @@ Sources, by `name`:
 - `"folder"`: `data_dir` holds one sub-folder per class with .jpg/.jpeg/.png/.bmp/.gif
   images. If `data_dir` has sub-folders named after splits (`train/`, `test/`,
   `validation/` or `val/`), each split is read from its own folder; otherwise
-  `data_dir` itself is the "train" split.
+  the images of each class are split into "train" (80%), "validation" (10%) and
+  "test" (10%, at least one image of every class with 3 or more) by a fixed
+  pseudo-random permutation: the splits are disjoint whoever reads them.
 - `"tfds:NAME"`, or any other name: the tensorflow-datasets data set NAME
   (`tfds.load(NAME, split, data_dir, as_supervised=True)`), downloaded and prepared by
   tfds when it can be.
@@ -70,6 +72,12 @@ SPLIT_FOLDERS = {
     "test": ("test",),
     "validation": ("validation", "val"),
 }
+# A folder without split folders: the share of each class in "validation" and in
+# "test", and the seed of the permutation that picks them (fixed, so that train and
+# evaluate see the same test images).
+FOLDER_HELD_OUT = 0.1
+FOLDER_SPLIT_SEED = 0
+_SPLIT_FLAGS = "--test-split of train, --split of evaluate"
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 _IDX_UBYTE = 0x08
@@ -431,16 +439,31 @@ def _split_folder(data_dir, base):
         for f in names
     ):
         raise DataNotFoundError(
-            f"{data_dir} has split folders but none for split {base!r} "
-            f"(looked for {', '.join(candidates)})."
+            f"{data_dir} (--data-dir) has split folders but none for split "
+            f"{base!r} ({_SPLIT_FLAGS}); looked for {', '.join(candidates)}."
         )
-    if base != "train":
+    if base not in SPLIT_FOLDERS:
         raise DataNotFoundError(
-            f"{data_dir} has no split folders, so it holds only the split 'train' "
-            f"(not {base!r}): take a slice such as 'train[90%:]' for validation, or "
-            "make sub-folders train/ and test/ each with one folder per class."
+            f"{data_dir} (--data-dir) has no split folders, so its images are split "
+            f"into 'train', 'validation' and 'test'; split {base!r} "
+            f"({_SPLIT_FLAGS}) is none of them."
         )
     return data_dir
+
+
+def _split_files(files, base, label):
+    """The files of split `base` among one class' `files` in a folder without split
+    folders: a fixed permutation cut into disjoint parts, `FOLDER_HELD_OUT` of them
+    for "test" and as many for "validation" (one each from 3 files on), the rest
+    for "train"."""
+    held = max(1, round(FOLDER_HELD_OUT * len(files))) if len(files) >= 3 else 0
+    order = np.random.default_rng((FOLDER_SPLIT_SEED, label)).permutation(len(files))
+    parts = {
+        "test": order[:held],
+        "validation": order[held : 2 * held],
+        "train": order[2 * held :],
+    }
+    return [files[i] for i in sorted(parts[base])]
 
 
 def _class_folders(folder):
@@ -467,6 +490,21 @@ def _first_decodable(paths):
         except tf.errors.InvalidArgumentError:
             continue
     raise ValueError(f"None of the {len(paths)} selected images can be decoded.")
+
+
+def decode_image_file(path, channels):
+    """uint8 [H, W, channels] of a JPEG/PNG/BMP/GIF file (a path tensor or
+    string): RGB for 3 channels, luma (ITU-R 601 weights) for 1."""
+    image = tf.io.decode_image(
+        tf.io.read_file(path), channels=3, expand_animations=False
+    )
+    if channels == 1:
+        weights = tf.constant([0.299, 0.587, 0.114])
+        luma = tf.reduce_sum(
+            tf.cast(image, tf.float32) * weights, axis=-1, keepdims=True
+        )
+        image = tf.cast(tf.round(luma), tf.uint8)
+    return image
 
 
 def _load_folder(split, base, bounds, data_dir, image_size):
@@ -510,6 +548,8 @@ def _load_folder(split, base, bounds, data_dir, image_size):
             warnings.warn(
                 f"Class {class_name!r} has no images in {folder}.", stacklevel=3
             )
+        if folder == data_dir:
+            files = _split_files(files, base, label)
         for path in files:
             if _is_image(path):
                 paths.append(path)
@@ -542,20 +582,7 @@ def _load_folder(split, base, bounds, data_dir, image_size):
     )
 
     def decode(path, label):
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=3, expand_animations=False
-        )
-        if channels == 1:
-            weights = tf.constant([0.299, 0.587, 0.114])
-            image = tf.cast(
-                tf.round(
-                    tf.reduce_sum(
-                        tf.cast(image, tf.float32) * weights, axis=-1, keepdims=True
-                    )
-                ),
-                tf.uint8,
-            )
-        return image, label, path
+        return decode_image_file(path, channels), label, path
 
     def fit_size(image, label, path):
         if image_size is not None:
@@ -600,9 +627,31 @@ def _tfds_help(name, data_dir, error):
     return text
 
 
-def _load_tfds(name, split, data_dir):
-    import tensorflow_datasets as tfds
+def _missing_module(error):
+    """The ImportError behind `error` (itself or a cause in its chain), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ImportError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
+
+def _missing_module_error(name, error):
+    module = getattr(error, "name", None) or str(error)
+    return ValueError(
+        f"tensorflow-datasets cannot load {name!r}: the Python module {module!r} "
+        f"is missing ({type(error).__name__}: {error}). Install it in this "
+        f"environment (pip install {module.split('.')[0]}) and run again."
+    )
+
+
+def _load_tfds(name, split, data_dir):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise _missing_module_error(name, e) from e
     try:
         ds, tfds_info = tfds.load(
             name,
@@ -621,6 +670,10 @@ def _load_tfds(name, split, data_dir):
             raise ValueError(f"Invalid split={split!r} for {name!r}: {e}") from e
         raise DataNotFoundError(_tfds_help(name, data_dir, e)) from e
     except Exception as e:  # noqa: BLE001 - download/prepare failures of any kind
+        # A missing module fails the same way as a missing download: tell which.
+        missing = _missing_module(e)
+        if missing is not None:
+            raise _missing_module_error(name, missing) from e
         raise DataNotFoundError(_tfds_help(name, data_dir, e)) from e
     image_key, label_key = tfds_info.supervised_keys
     label = tfds_info.features[label_key]

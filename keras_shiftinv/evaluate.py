@@ -62,6 +62,7 @@ import tensorflow as tf
 
 from keras_shiftinv import data as data_lib
 from keras_shiftinv import diagnostics, metrics
+from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.layers.utils import standardize_choice, standardize_int
 from keras_shiftinv.models import (
     is_functional,
@@ -405,11 +406,14 @@ def evaluate(
         The report (the content of report.json).
 
     Raises:
-        ValueError: a bad argument, a file that is not a Keras model, data missing
-            or not fitting a model.
+        ValueError: a bad argument, an `out_dir` that cannot be written (checked
+            before any work), a file that is not a Keras model, data missing or
+            not fitting a model.
     """
     if not models:
         raise ValueError("evaluate needs at least one model.")
+    # Checked first: the report is written only after the whole evaluation.
+    check_writable_dir(out_dir, "--out / out_dir")
     shift = standardize_choice(shift, "shift", metrics.MODES)
     max_shift = standardize_int(max_shift, "max_shift")
     samples = standardize_int(samples, "samples")

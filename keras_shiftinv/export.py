@@ -13,6 +13,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.layers.utils import standardize_int
 from keras_shiftinv.models import outputs_probabilities
 
@@ -52,6 +53,40 @@ def next_version(base_dir):
     return max(versions, default=0) + 1
 
 
+def version_dir(base_dir, version=None, overwrite=False):
+    """The version directory an export writes, `base_dir/VERSION` (see
+    `export_for_serving` for the arguments), after checking that it may be written
+    (nothing is created yet).
+
+    Raises:
+        ValueError: a bad `version`, a `base_dir` that cannot be written, or an
+            existing version without `overwrite`.
+    """
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    if os.path.basename(base_dir).isdigit():
+        named = int(os.path.basename(base_dir))
+        if version is not None and version != named:
+            raise ValueError(
+                f"`base_dir`={base_dir!r} names version {named}, but "
+                f"version={version!r}. Pass either the version directory or the "
+                "base directory and a version."
+            )
+        base_dir, version = os.path.dirname(base_dir), named
+    if version is not None:
+        version = standardize_int(version, "version")
+    check_writable_dir(base_dir, "--out / base_dir")
+    if version is None:
+        version = next_version(base_dir)
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise ValueError(
+            f"Version {version} already exists at {target!r}. Choose another "
+            "`version` (or leave it None for the next one), or pass overwrite=True "
+            "(--overwrite) to replace it."
+        )
+    return target
+
+
 def export_for_serving(
     model,
     base_dir,
@@ -63,11 +98,12 @@ def export_for_serving(
     """Writes `model` as a SavedModel for TF Serving in `base_dir/VERSION/`.
 
     The `serving_default` signature takes uint8 images `[batch, height, width,
-    channels]` (any batch size; the image shape is the model's input shape) under the
-    name `input_name`, casts them to the model's float input (raw pixel values, as the
-    package's trained models expect: their rescaling is inside the model) and returns
-    `probabilities` (float32, `[batch, classes]`) and `classes` (int64, `[batch]`, the
-    argmax).
+    channels]` (any batch size; the image shape is the model's input shape: images
+    of another shape or rank fail with an `InvalidArgumentError` naming both
+    shapes) under the name `input_name`, casts them to the model's float input (raw
+    pixel values, as the package's trained models expect: their rescaling is inside
+    the model) and returns `probabilities` (float32, `[batch, classes]`) and
+    `classes` (int64, `[batch]`, the argmax).
 
     The version is written to a hidden temporary directory beside it and renamed into
     place, so a running TF Serving never loads a half-written version.
@@ -90,30 +126,13 @@ def export_for_serving(
         The path of the written version directory.
 
     Raises:
-        ValueError: a bad argument, a model that export cannot serve, or an existing
-            version directory without `overwrite=True`.
+        ValueError: a bad argument, a model that export cannot serve, a
+            `base_dir` that cannot be written, or an existing version directory
+            without `overwrite=True`.
     """
     model_input, _ = _single_io(model)
-    base_dir = os.path.abspath(os.fspath(base_dir))
-    if os.path.basename(base_dir).isdigit():
-        named = int(os.path.basename(base_dir))
-        if version is not None and version != named:
-            raise ValueError(
-                f"`base_dir`={base_dir!r} names version {named}, but "
-                f"version={version!r}. Pass either the version directory or the "
-                "base directory and a version."
-            )
-        base_dir, version = os.path.dirname(base_dir), named
-    if version is None:
-        version = next_version(base_dir)
-    version = standardize_int(version, "version")
-    target = os.path.join(base_dir, str(version))
-    if os.path.exists(target) and not overwrite:
-        raise ValueError(
-            f"Version {version} already exists at {target!r}. Choose another "
-            "`version` (or leave it None for the next one), or pass overwrite=True "
-            "(--overwrite) to replace it."
-        )
+    target = version_dir(base_dir, version, overwrite)
+    base_dir, version = os.path.split(target)
     if from_logits is None:
         probabilities = outputs_probabilities(model)
         if probabilities is None:
@@ -124,7 +143,13 @@ def export_for_serving(
             )
         from_logits = not probabilities
 
+    image_shape = (None, *model_input.shape[1:])
+
     def serve(images):
+        # A loaded signature does not check the shape it is called with: without
+        # this, images of another size are classified, and another rank aborts the
+        # process in a convolution kernel.
+        images = tf.ensure_shape(images, image_shape)
         outputs = model(tf.cast(images, model_input.dtype), training=False)
         outputs = tf.cast(outputs, tf.float32)
         probabilities = tf.nn.softmax(outputs) if from_logits else outputs
@@ -136,9 +161,7 @@ def export_for_serving(
     archive.add_endpoint(
         SIGNATURE_NAME,
         serve,
-        input_signature=[
-            tf.TensorSpec((None, *model_input.shape[1:]), tf.uint8, name=input_name)
-        ],
+        input_signature=[tf.TensorSpec(image_shape, tf.uint8, name=input_name)],
     )
     os.makedirs(base_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)

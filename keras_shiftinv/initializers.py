@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 
-from keras_shiftinv.layers.utils import standardize_int
+from keras_shiftinv.layers.utils import standardize_filt_size
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
@@ -57,7 +57,7 @@ class LowPass(keras.initializers.Initializer):
     """
 
     def __init__(self, filt_size=4):
-        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.filt_size = standardize_filt_size(filt_size)
 
     def __call__(self, shape, dtype=None):
         raise ValueError(

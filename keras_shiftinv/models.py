@@ -43,7 +43,10 @@ def load_model(path, compile=False):
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise _not_a_model(path, "a .keras file is a zip archive and this is not one")
     # Deserialisation looks custom classes up by registered name: the package's
-    # layers are registered by importing this package, the zoo's by importing it.
+    # layers and schedule are registered by importing them (the command line does
+    # not import them with the package), the zoo's by importing it.
+    importlib.import_module("keras_shiftinv.layers")
+    importlib.import_module("keras_shiftinv.schedules")
     if importlib.util.find_spec("zoo") is not None:
         import zoo  # noqa: F401
     try:

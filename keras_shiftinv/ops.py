@@ -16,14 +16,14 @@ from keras_shiftinv.layers.utils import (
     spatial_axes,
     standardize_choice,
     standardize_data_format,
-    standardize_int,
+    standardize_filt_size,
     standardize_pair,
 )
 
 
 def binomial_filter(filt_size):
     """Row `filt_size` of Pascal's triangle, normalised to sum to 1 (float64)."""
-    standardize_int(filt_size, "filt_size")
+    filt_size = standardize_filt_size(filt_size)
     row = np.array([math.comb(filt_size - 1, k) for k in range(filt_size)], "float64")
     return row / row.sum()
 
@@ -120,7 +120,7 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
     data_format = standardize_data_format(data_format)
     strides = standardize_pair(strides, "strides")
     pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
-    standardize_int(filt_size, "filt_size")
+    filt_size = standardize_filt_size(filt_size)
     if filt_size == 1:
         rows, cols = strides
         if data_format == "channels_last":
@@ -288,7 +288,10 @@ def polyphase_index(x, strides=2, criterion="l2", data_format=None):
     Norms are computed in float32 (the squared norm for "l2"). Exact ties are broken
     by the larger component sum, then by the lowest index: the sum follows the
     content under a shift where a fixed index would not (a +-1 checkerboard keeps
-    its phase), and the last rule makes the choice deterministic.
+    its phase), and the last rule makes the choice deterministic. A NaN counts as
+    the largest norm (and sum): a component with a NaN wins, so the index is always
+    in `[0, strides[0] * strides[1])` and, like a large value, the NaN decides the
+    choice wherever a shift moves it.
 
     Args:
         x: a 4D tensor whose spatial sizes are multiples of `strides` (see
@@ -318,6 +321,11 @@ def polyphase_index(x, strides=2, criterion="l2", data_format=None):
         values = ops.square(view) if criterion == "l2" else ops.abs(view)
         norms = per_component(ops.sum, values)
     sums = per_component(ops.sum, view)
+    # Without this, no component equals the max of NaN norms and the index would
+    # be out of range (`ops.max` may also skip NaN; a sum never does).
+    nan = ops.logical_or(ops.isnan(norms), ops.isnan(sums))
+    norms = ops.where(nan, np.inf, norms)
+    sums = ops.where(ops.isnan(sums), np.inf, sums)
     best = norms == ops.max(norms, axis=1, keepdims=True)
     sums = ops.where(best, sums, -np.inf)
     best = ops.logical_and(best, sums == ops.max(sums, axis=1, keepdims=True))
@@ -337,13 +345,16 @@ def _select_component(x, index, strides, data_format):
     shape = ops.shape(stacked)
     stacked = ops.reshape(stacked, (-1, shape[3], shape[4], shape[5]))
     rows = ops.arange(ops.shape(x)[0], dtype="int32") * (sy * sx)
-    return ops.take(stacked, rows + ops.cast(index, "int32"), axis=0)
+    # Clipped so that no index, however wrong, reads another sample's components.
+    index = ops.clip(ops.cast(index, "int32"), 0, sy * sx - 1)
+    return ops.take(stacked, rows + index, axis=0)
 
 
 def polyphase_gather(x, index, strides=2, data_format=None):
     """Samples each image of `x` at its polyphase component `index`.
 
-    Odd sizes are first padded at the bottom/right by wrapping around.
+    Odd sizes are first padded at the bottom/right by wrapping around; indices
+    outside `[0, strides[0] * strides[1])` are clipped into it.
     See `keras_shiftinv.layers.PolyphaseGather2D`.
     """
     data_format = standardize_data_format(data_format)
@@ -361,7 +372,7 @@ def polyphase_down2d(
     """
     data_format = standardize_data_format(data_format)
     strides = standardize_pair(strides, "strides")
-    if standardize_int(filt_size, "filt_size") > 1:
+    if standardize_filt_size(filt_size) > 1:
         x = blur_pool2d(
             x,
             filt_size=filt_size,

@@ -32,8 +32,10 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.layers.utils import (
     standardize_choice,
+    standardize_filt_size,
     standardize_int,
     standardize_number,
 )
@@ -86,7 +88,8 @@ class TrainConfig:
             (best-model selection and the consistency callback); the test split is
             only used for the final summary.
         test_split: the split of the final evaluation ("validation" for data sets
-            without a test split, or a slice such as "train[90%:]").
+            without a test split); not the training split nor a slice of it, which
+            training and validation use whole.
         train_subset: use only this many training examples (None or 0: all).
         test_subset: evaluate on only this many test examples (None or 0: all).
         consistency_images: validation images the per-epoch consistency uses.
@@ -139,12 +142,12 @@ class TrainConfig:
         for name in (
             "epochs",
             "batch_size",
-            "filt_size",
             "consistency_images",
             "consistency_samples",
             "max_shift",
         ):
             standardize_int(getattr(self, name), name)
+        standardize_filt_size(self.filt_size)
         standardize_int(self.seed, "seed", minimum=0)
         for name in ("train_subset", "test_subset"):
             # 0 means "all", like None.
@@ -159,6 +162,13 @@ class TrainConfig:
         standardize_number(self.width_multiplier, "width_multiplier", 0)
         if self.lr is not None:
             standardize_number(self.lr, "lr", 0)
+        if str(self.test_split).split("[")[0] == "train":
+            raise ValueError(
+                "The test split may not be the training split, which training and "
+                f"validation use whole. Received: --test-split {self.test_split}; "
+                "use 'test' or 'validation' (an image folder without split folders "
+                "has both)."
+            )
         if self.dataset == "folder" and not self.data_dir:
             raise ValueError(
                 "`dataset='folder'` needs `data_dir`, a folder with "
@@ -511,18 +521,80 @@ def _check_run_dir(run_dir, config_dict):
         )
 
 
-def _clear(run_dir):
-    """Deletes a run folder's files, but not the folders of other workers (which
-    they clear themselves, maybe at this very moment)."""
+# What `train` writes in a run folder (and the temporary files it renames into
+# place): `--overwrite` deletes these and nothing else.
+RUN_ENTRIES = (
+    "config.json",
+    "log.csv",
+    "best.keras",
+    "final.keras",
+    "tensorboard",
+    "curves.png",
+    "summary.json",
+    "backup",
+    INITIAL_WEIGHTS,
+)
+
+
+def is_run_folder(path):
+    """Whether the folder `path` holds a run of `train`: its config.json as `train`
+    writes it."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(config, dict)
+        and isinstance(config.get("options"), dict)
+        and "input_shape" in config
+    )
+
+
+def _is_worker_dir(entry):
+    return entry.is_dir() and entry.name.startswith("worker-")
+
+
+def _prepare_run_dir(run_dir, overwrite):
+    """Checks, before any data is read, that `run_dir` may receive this run.
+
+    It must be writable, and new, empty or a run folder of `train`: a folder of
+    anything else is refused, with `overwrite` too, so that no user file is ever
+    written into or deleted. The folders of other workers (`worker-<index>`) and a
+    config.json being written do not count. With `overwrite`, a run folder loses
+    the files `train` wrote (`RUN_ENTRIES`); other files stay.
+    """
+    check_writable_dir(run_dir, "--out")
     if not os.path.isdir(run_dir):
         return
-    for entry in os.scandir(run_dir):
-        if entry.is_dir() and entry.name.startswith("worker-"):
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry.path)
-        else:
-            os.remove(entry.path)
+    if is_run_folder(run_dir):
+        if overwrite:
+            _clear(run_dir)
+        return
+    foreign = sorted(
+        entry.name
+        for entry in os.scandir(run_dir)
+        if not _is_worker_dir(entry) and entry.name != "config.json.tmp"
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(
+            f"--out {run_dir!r} is not empty ({shown}) and is not a run folder of "
+            "`train` (it has no config.json of a run), so it is left as it is"
+            f"{', --overwrite included' if overwrite else ''}: give a new or empty "
+            "folder to --out."
+        )
+
+
+def _clear(run_dir):
+    """Deletes what `train` wrote in a run folder, but not the folders of other
+    workers (which they clear themselves, maybe at this very moment)."""
+    for name in RUN_ENTRIES:
+        for path in (os.path.join(run_dir, name), os.path.join(run_dir, name + ".tmp")):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.remove(path)
 
 
 def _write_json(path, obj):
@@ -548,8 +620,10 @@ def train(config, overwrite=False):
 
     Args:
         config: a `TrainConfig` or a dict of its fields.
-        overwrite: delete the run folder first; otherwise an unfinished run in it is
-            continued and a finished one is left alone (its summary is returned).
+        overwrite: delete the files of the run in the run folder first; otherwise
+            an unfinished run in it is continued and a finished one is left alone
+            (its summary is returned). A folder that is not empty and holds no run
+            of `train` is refused either way (a `ValueError`): nothing is deleted.
     """
     if isinstance(config, dict):
         config = TrainConfig(**config)
@@ -562,8 +636,7 @@ def train(config, overwrite=False):
     strategy = make_strategy(config.strategy)
     run_dir = worker_dir(config.run_dir, strategy)
     options = dataclasses.asdict(config)
-    if overwrite:
-        _clear(run_dir)
+    _prepare_run_dir(run_dir, overwrite)
     summary_path = os.path.join(run_dir, "summary.json")
     _check_run_dir(run_dir, options)
     if os.path.exists(summary_path):

@@ -54,6 +54,8 @@ def test_argparse_errors(args, message, capsys):
         (["--dataset", "mnist"], "MNIST IDX files need a folder"),
         (["--dataset", "folder", "--data-dir", "/no/such/dir"], "/no/such/dir"),
         (["--strategy", "multiworker"], "TF_CONFIG"),
+        (["--test-split", "train[90%:]"], "--test-split train[90%:]"),
+        (["--filt-size", "16"], "Received: filt_size=16"),
     ],
 )
 def test_bad_values_are_one_line_errors(args, message, tmp_path, capsys, monkeypatch):
@@ -80,7 +82,7 @@ def test_every_train_option_is_on_the_command_line():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     dests = {action.dest for action in train._actions}
-    assert set(cli.TRAIN_DEFAULTS) <= dests
+    assert set(cli.train_defaults()) <= dests
 
 
 def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
@@ -119,3 +121,76 @@ def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
     # ...and other options may not continue this run folder.
     assert cli.main([*args, "--epochs", "3"]) == 2
     assert "other options (epochs: 2 -> 3)" in capsys.readouterr().err
+
+
+def _listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_folder_without_a_run_is_never_trained_into_nor_deleted(tmp_path, capsys):
+    out = tmp_path / "thesis"
+    (out / "chapters").mkdir(parents=True)
+    (out / "chapters" / "one.tex").write_text("\\chapter{One}")
+    (out / "thesis.txt").write_text("years of work")
+    (out / "log.csv").write_text("date,words\n2026-12-01,1200\n")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # The data folder does not exist: the refusal comes before any data is read.
+    args = ["train", "--out", str(out), "--dataset", "folder"]
+    args += ["--data-dir", str(tmp_path / "no-data")]
+    for extra in (["--overwrite"], []):
+        assert cli.main([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --out") and "not a run folder" in err
+        assert err.count("\n") == 1
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert _listing(out) == ["chapters", "chapters/one.tex", "log.csv", "thesis.txt"]
+
+
+def test_overwrite_deletes_only_what_train_wrote(tmp_path):
+    out = tmp_path / "run"
+    (out / "backup").mkdir(parents=True)
+    (out / "tensorboard" / "train").mkdir(parents=True)
+    # The weights before training too: a new run must save its own.
+    written = ("log.csv", "best.keras", "summary.json", "log.csv.tmp")
+    for name in (*written, training.INITIAL_WEIGHTS):
+        (out / name).write_text("x")
+    config = {"options": {"epochs": 1}, "input_shape": [8, 8, 1]}
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "notes.txt").write_text("mine")
+    (out / "worker-1").mkdir()
+    assert training.is_run_folder(out)
+    training._prepare_run_dir(str(out), overwrite=True)
+    assert _listing(out) == ["notes.txt", "worker-1"]
+    # Another program's config.json does not make a run folder.
+    (out / "config.json").write_text(json.dumps({"name": "my settings"}))
+    assert not training.is_run_folder(out)
+    with pytest.raises(ValueError, match="not a run folder"):
+        training._prepare_run_dir(str(out), overwrite=True)
+    assert _listing(out) == ["config.json", "notes.txt", "worker-1"]
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file", "unwritable"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--dataset", "folder", "--data-dir", "/no/such/data"],
+        ["evaluate", "--model", "/no/such/model.keras"],
+        ["export", "--model", "/no/such/model.keras"],
+    ],
+    ids=["train", "evaluate", "export"],
+)
+def test_an_out_that_cannot_be_written_fails_before_any_work(
+    command, where, tmp_path, capsys
+):
+    (tmp_path / "file").write_text("")
+    out = {
+        "file": tmp_path / "file",
+        "under_a_file": tmp_path / "file" / "out",
+        # /proc takes no new files, even from root.
+        "unwritable": "/proc/no-such-folder/out",
+    }[where]
+    # The missing data or model would be the error if the work started first.
+    assert cli.main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "output folder" in err and str(out) in err

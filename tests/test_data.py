@@ -1,6 +1,7 @@
 import gzip
 import os
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -185,15 +186,31 @@ def _image_folder(root, size=(6, 5), channels=3):
     return written
 
 
+FOLDER_SPLITS = ("train", "validation", "test")
+
+
+def _load_splits(root, **kwargs):
+    """(images, labels, infos) of the three splits of a folder without split
+    folders, concatenated."""
+    loaded = [
+        data.load("folder", s, data_dir=str(root), **kwargs) for s in FOLDER_SPLITS
+    ]
+    arrays = [_as_numpy(ds) for ds, _ in loaded]
+    images = np.concatenate([a[0] for a in arrays])
+    labels = np.concatenate([a[1] for a in arrays])
+    return images, labels, [info for _, info in loaded]
+
+
 def test_folder_reader(tmp_path):
     written = _image_folder(tmp_path)
     (tmp_path / "cat" / "notes.txt").write_text("not an image")
     with pytest.warns(UserWarning, match="Skipped 1 corrupt"):
         (tmp_path / "dog" / "broken.png").write_bytes(b"this is not a png file")
-        ds, info = data.load("folder", "train", data_dir=str(tmp_path))
+        images, labels, infos = _load_splits(tmp_path)
+    info = infos[0]
     assert info.class_names == ("cat", "dog") and info.num_classes == 2
-    assert info.image_shape == (6, 5, 3) and info.num_examples == 8
-    images, labels = _as_numpy(ds)
+    assert info.image_shape == (6, 5, 3)
+    assert sum(i.num_examples for i in infos) == 8
     assert images.shape == (8, 6, 5, 3) and images.dtype == np.uint8
     assert sorted(labels) == [0] * 4 + [1] * 4
     pngs = {a.tobytes(): label for a, label in written.values()}
@@ -209,9 +226,10 @@ def test_folder_truncated_image_is_skipped(tmp_path):
     _image_folder(tmp_path)
     png = (tmp_path / "cat" / "0.png").read_bytes()
     (tmp_path / "cat" / "truncated.png").write_bytes(png[: len(png) // 2])
-    ds, info = data.load("folder", "train", data_dir=str(tmp_path))
-    assert info.num_examples == 9  # the header looks fine until decoding
-    assert len(_as_numpy(ds)[0]) == 8
+    images, _, infos = _load_splits(tmp_path)
+    # The header looks fine until decoding.
+    assert sum(i.num_examples for i in infos) == 9
+    assert len(images) == 8
 
 
 def test_folder_sizes_grayscale_and_splits(tmp_path):
@@ -226,21 +244,42 @@ def test_folder_sizes_grayscale_and_splits(tmp_path):
     ds, info = data.load("folder", "train", str(tmp_path), image_size=(4, 3))
     images, _ = _as_numpy(ds)
     assert images.shape == (9, 4, 3, 1) and info.image_shape == (4, 3, 1)
-    with pytest.raises(data.DataNotFoundError, match="validation"):
+    with pytest.raises(data.DataNotFoundError, match="validation.*--test-split"):
         data.load("folder", "validation", data_dir=str(tmp_path))
 
 
-def test_folder_slices_mix_classes(tmp_path):
-    _image_folder(tmp_path)
+def _distinct_images(root, per_class, classes=3):
+    """Every image a different constant value: images identify their file."""
+    for k in range(classes):
+        os.makedirs(root / f"c{k}")
+        for i in range(per_class):
+            value = k * per_class + i
+            _write_image(root / f"c{k}" / f"{i}.png", np.full((4, 4, 1), value, "u1"))
+
+
+def test_folder_without_split_folders_is_split_disjointly(tmp_path):
+    _distinct_images(tmp_path, per_class=20)
+    parts = {}
+    for split in FOLDER_SPLITS:
+        images, labels = _as_numpy(data.load("folder", split, str(tmp_path))[0])
+        parts[split] = set(zip(images[:, 0, 0, 0], labels, strict=True))
+        # Every class is in every split, in its share.
+        share = 16 if split == "train" else 2
+        assert sorted(np.bincount(labels)) == [share] * 3
+    assert not parts["train"] & parts["validation"]
+    assert not parts["train"] & parts["test"]
+    assert not parts["validation"] & parts["test"]
+    assert len(parts["train"] | parts["validation"] | parts["test"]) == 60
+    # The same split for every reader.
+    images, _ = _as_numpy(data.load("folder", "test", str(tmp_path))[0])
+    assert set(images[:, 0, 0, 0]) == {v for v, _ in parts["test"]}
+    # Slices of a split stay within it and cover it.
     head, _ = data.load("folder", "train[:50%]", data_dir=str(tmp_path))
-    tail, info = data.load("folder", "train[50%:]", data_dir=str(tmp_path))
-    assert info.num_examples == 4 and set(_as_numpy(head)[1]) == {0, 1}
-    full, _ = data.load("folder", "train", data_dir=str(tmp_path))
-    np.testing.assert_array_equal(
-        np.concatenate([_as_numpy(head)[1], _as_numpy(tail)[1]]), _as_numpy(full)[1]
-    )
-    with pytest.raises(data.DataNotFoundError, match="only the split 'train'"):
-        data.load("folder", "test", data_dir=str(tmp_path))
+    tail, _ = data.load("folder", "train[50%:]", data_dir=str(tmp_path))
+    values = np.concatenate([_as_numpy(head)[0], _as_numpy(tail)[0]])[:, 0, 0, 0]
+    assert sorted(values) == sorted(v for v, _ in parts["train"])
+    with pytest.raises(data.DataNotFoundError, match="--test-split"):
+        data.load("folder", "extra", data_dir=str(tmp_path))
 
 
 def test_empty_folders_are_clear_errors(tmp_path):
@@ -280,6 +319,32 @@ def test_tfds_failures_say_how_to_get_the_data(tmp_path, monkeypatch):
     assert str(tmp_path) in str(error.value)
     with pytest.raises(data.DataNotFoundError, match="manual"):
         data.load("imagenet2012", "train", data_dir=str(tmp_path))
+
+
+def test_tfds_missing_module_is_named_not_the_network(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def broken(*args, **kwargs):
+        # As tfds fails: the ImportError is the cause of another error.
+        try:
+            raise ModuleNotFoundError(
+                "No module named 'importlib_resources'", name="importlib_resources"
+            )
+        except ImportError as e:
+            raise RuntimeError("Failed to construct dataset cifar10") from e
+
+    monkeypatch.setattr(tfds, "load", broken)
+    with pytest.raises(ValueError) as error:
+        data.load("tfds:cifar10", "train", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert "'importlib_resources' is missing" in message
+    assert "pip install importlib_resources" in message
+    assert "internet" not in message and "download" not in message
+
+    # tensorflow-datasets itself not importable: the same kind of message.
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
+    with pytest.raises(ValueError, match="'tensorflow_datasets' is missing"):
+        data.load("cifar10", "train", data_dir=str(tmp_path))
 
 
 def _numbered(n=6, size=(8, 8), channels=1):

@@ -128,6 +128,36 @@ def test_plain_tensorflow_serves_same_answers(exported, tmp_path):
     assert len(set(served["b7/classes"])) > 1
 
 
+def test_signature_rejects_other_image_shapes(exported, tmp_path):
+    _, path = exported
+    # Smaller, larger, one pixel, other channels, rank 3, rank 5. In a subprocess:
+    # a rank-3 batch used to abort the whole process.
+    shapes = [(2, 8, 8, 3), (2, 24, 24, 3), (1, 1, 1, 3), (2, 12, 12, 1)]
+    shapes += [(12, 12, 3), (1, 2, 12, 12, 3)]
+    script = tmp_path / "call.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import tensorflow as tf
+
+            serve = tf.saved_model.load({path!r}).signatures["serving_default"]
+            for shape in {shapes!r}:
+                try:
+                    serve(images=tf.zeros(shape, tf.uint8))
+                    print("accepted", shape)
+                except tf.errors.InvalidArgumentError as error:
+                    print("rejected:", " ".join(error.message.split()))
+            """
+        )
+    )
+    result = run([sys.executable, str(script)], timeout=300)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(shapes), result.stdout
+    for line in lines:
+        assert line.startswith("rejected: ")
+        assert "not compatible with expected shape [?,12,12,3]" in line
+
+
 def test_saved_model_cli_shows_and_runs(exported, tmp_path):
     model, path = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

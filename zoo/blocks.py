@@ -10,7 +10,11 @@ import keras
 
 from keras_shiftinv import layers as si_layers
 from keras_shiftinv.initializers import LowPass
-from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+from keras_shiftinv.layers.utils import (
+    standardize_choice,
+    standardize_filt_size,
+    standardize_int,
+)
 
 VARIANTS = ("baseline", "blur", "group", "conv3d", "aps")
 PADDINGS = ("zero", "circular")
@@ -124,7 +128,7 @@ class Builder:
     ):
         self.variant = standardize_choice(variant, "variant", VARIANTS)
         self.padding = standardize_choice(padding, "padding", PADDINGS)
-        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.filt_size = standardize_filt_size(filt_size)
         self.polyphase_order = standardize_choice(
             polyphase_order, "polyphase_order", POLYPHASE_ORDERS
         )

@@ -3,11 +3,12 @@ import keras
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
+    call_on_batch,
     check_input_shape,
     downsampled_shape,
     standardize_choice,
     standardize_data_format,
-    standardize_int,
+    standardize_filt_size,
     standardize_pair,
 )
 
@@ -62,7 +63,7 @@ class BlurPool2D(keras.layers.Layer):
         self, filt_size=4, strides=2, pad_mode="reflect", data_format=None, **kwargs
     ):
         super().__init__(**kwargs)
-        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.filt_size = standardize_filt_size(filt_size)
         self.strides = standardize_pair(strides, "strides")
         self.pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
         self.data_format = standardize_data_format(data_format)
@@ -71,6 +72,9 @@ class BlurPool2D(keras.layers.Layer):
         check_input_shape(self, input_shape)
 
     def call(self, inputs):
+        return call_on_batch(self, self._blur, inputs)
+
+    def _blur(self, inputs):
         return si_ops.blur_pool2d(
             inputs, self.filt_size, self.strides, self.pad_mode, self.data_format
         )

@@ -2,7 +2,9 @@ import keras
 
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
+    call_on_batch,
     check_input_shape,
+    is_int,
     spatial_axes,
     standardize_data_format,
     standardize_pair,
@@ -10,8 +12,8 @@ from keras_shiftinv.layers.utils import (
 
 
 def _standardize_padding(padding):
-    if isinstance(padding, int) or (
-        isinstance(padding, tuple | list) and all(isinstance(p, int) for p in padding)
+    if is_int(padding) or (
+        isinstance(padding, tuple | list) and all(is_int(p) for p in padding)
     ):
         rows, cols = standardize_pair(padding, "padding", minimum=0)
         return ((rows, rows), (cols, cols))
@@ -71,6 +73,9 @@ class CircularPadding2D(keras.layers.Layer):
         check_input_shape(self, input_shape, need_channels=False)
 
     def call(self, inputs):
+        return call_on_batch(self, self._pad, inputs)
+
+    def _pad(self, inputs):
         return si_ops.pad2d(inputs, self.padding, "circular", self.data_format)
 
     def compute_output_shape(self, input_shape):

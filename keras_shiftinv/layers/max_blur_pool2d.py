@@ -3,12 +3,13 @@ import keras
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
+    call_on_batch,
     check_input_shape,
     downsampled_shape,
     spatial_axes,
     standardize_choice,
     standardize_data_format,
-    standardize_int,
+    standardize_filt_size,
     standardize_pair,
 )
 
@@ -62,7 +63,7 @@ class MaxBlurPool2D(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.pool_size = standardize_pair(pool_size, "pool_size")
-        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.filt_size = standardize_filt_size(filt_size)
         self.strides = standardize_pair(strides, "strides")
         self.pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
         self.data_format = standardize_data_format(data_format)
@@ -80,6 +81,9 @@ class MaxBlurPool2D(keras.layers.Layer):
                 )
 
     def call(self, inputs):
+        return call_on_batch(self, self._pool, inputs)
+
+    def _pool(self, inputs):
         return si_ops.max_blur_pool2d(
             inputs,
             self.pool_size,

@@ -3,6 +3,7 @@ import keras
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
+    call_on_batch,
     channel_axis,
     check_input_shape,
     downsampled_shape,
@@ -67,6 +68,9 @@ class OffsetSubsample(keras.layers.Layer):
         check_input_shape(self, input_shape, need_channels=False)
 
     def call(self, inputs):
+        return call_on_batch(self, self._subsample, inputs)
+
+    def _subsample(self, inputs):
         return si_ops.offset_subsample(
             inputs, self.strides, self.pad_mode, self.data_format
         )

@@ -3,11 +3,12 @@ import keras
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
+    call_on_batch,
     check_input_shape,
     downsampled_shape,
     standardize_choice,
     standardize_data_format,
-    standardize_int,
+    standardize_filt_size,
     standardize_pair,
 )
 
@@ -29,7 +30,11 @@ class PolyphaseDown2D(keras.layers.Layer):
     and odd sizes are padded at the bottom/right to a multiple of `strides`, both
     with `pad_mode`. Norms are computed in float32. Exact ties are broken by the
     larger component sum, then by the lowest index: deterministic, and following
-    the content under shifts where a fixed order would not. No weights.
+    the content under shifts where a fixed order would not. A NaN counts as the
+    largest norm: an image with NaNs gets the first component holding one (its
+    own, with the NaN in the output), never another image's. Integer and bool
+    inputs are cast to the compute dtype (as in every layer of the package), and
+    an empty batch gives an empty output. No weights.
 
     Args:
         strides: an integer or a pair of integers >= 1.
@@ -82,7 +87,7 @@ class PolyphaseDown2D(keras.layers.Layer):
         self.criterion = standardize_choice(
             criterion, "criterion", si_ops.POLYPHASE_CRITERIA
         )
-        self.filt_size = standardize_int(filt_size, "filt_size")
+        self.filt_size = standardize_filt_size(filt_size)
         self.pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
         self.return_indices = standardize_choice(
             return_indices, "return_indices", (False, True)
@@ -93,7 +98,11 @@ class PolyphaseDown2D(keras.layers.Layer):
         check_input_shape(self, input_shape, need_channels=False)
 
     def call(self, inputs):
-        outputs, indices = si_ops.polyphase_down2d(
+        outputs, indices = call_on_batch(self, self._sample, inputs)
+        return (outputs, indices) if self.return_indices else outputs
+
+    def _sample(self, inputs):
+        return si_ops.polyphase_down2d(
             inputs,
             self.strides,
             self.criterion,
@@ -101,7 +110,6 @@ class PolyphaseDown2D(keras.layers.Layer):
             self.pad_mode,
             self.data_format,
         )
-        return (outputs, indices) if self.return_indices else outputs
 
     def compute_output_shape(self, input_shape):
         check_input_shape(self, input_shape, need_channels=False)

@@ -2,6 +2,7 @@ import keras
 
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
+    call_on_batch,
     check_input_shape,
     downsampled_shape,
     standardize_data_format,
@@ -31,7 +32,10 @@ class PolyphaseGather2D(keras.layers.Layer):
         A list `[x, indices]`: `x` a 4D tensor `(batch, height, width, channels)`
         for "channels_last" or `(batch, channels, height, width)` for
         "channels_first" (height and width may be `None`), `indices` an integer
-        tensor `(batch,)` with values in `[0, strides[0] * strides[1])`.
+        tensor `(batch,)` with values in `[0, strides[0] * strides[1])`. An
+        index outside that range is clipped into it, so each image is always
+        sampled from its own pixels: a compiled function cannot raise on a
+        value, and an index past the end would otherwise read the next image.
 
     Output shape:
         4D tensor with `ceil(height / strides[0])` rows and
@@ -79,6 +83,9 @@ class PolyphaseGather2D(keras.layers.Layer):
 
     def call(self, inputs):
         x, indices = inputs
+        return call_on_batch(self, self._gather, x, indices)
+
+    def _gather(self, x, indices):
         return si_ops.polyphase_gather(x, indices, self.strides, self.data_format)
 
     def compute_output_shape(self, input_shape):

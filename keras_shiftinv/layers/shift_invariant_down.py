@@ -5,6 +5,7 @@ import keras
 from keras_shiftinv import initializers
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers.utils import (
+    call_on_batch,
     channel_axis,
     check_input_shape,
     downsampled_shape,
@@ -170,6 +171,9 @@ class ShiftInvariantDown(keras.layers.Layer):
         )
 
     def call(self, inputs):
+        return call_on_batch(self, self._down, inputs)
+
+    def _down(self, inputs):
         return si_ops.shift_invariant_down(
             inputs,
             self.kernel,

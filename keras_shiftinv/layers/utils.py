@@ -5,10 +5,16 @@ mistake is reported where it is made, not deep inside a backend kernel.
 """
 
 import math
+import numbers
 
 import keras
+from keras import ops
 
 PAD_MODES = ("reflect", "replicate", "zero", "circular")
+# The largest blur: up to 15 taps the k x k binomial kernel (products of binomial
+# coefficients over 4**(k - 1)) is exact in float32; from 16 on it rounds, and far
+# beyond, the coefficients overflow or take minutes to build.
+MAX_FILT_SIZE = 15
 
 
 def standardize_data_format(data_format):
@@ -22,12 +28,28 @@ def standardize_data_format(data_format):
     return data_format
 
 
-def standardize_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def is_int(value):
+    # NumPy integers too (`np.int64(2)`); bools are not integers here.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def standardize_int(value, name, minimum=1, maximum=None):
+    """`value` as a Python int in [minimum, maximum]."""
+    if (
+        not is_int(value)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
+            f"`{name}` must be an integer {bounds}. Received: {name}={value!r}"
         )
-    return value
+    return int(value)
+
+
+def standardize_filt_size(filt_size):
+    """A number of binomial taps, 1 to `MAX_FILT_SIZE`."""
+    return standardize_int(filt_size, "filt_size", maximum=MAX_FILT_SIZE)
 
 
 def standardize_number(value, name, low, high=math.inf, closed=False):
@@ -43,19 +65,17 @@ def standardize_number(value, name, low, high=math.inf, closed=False):
 
 def standardize_pair(value, name, minimum=1):
     """An int or a pair of ints, each >= `minimum`, as a tuple of two ints."""
-    pair = (value, value) if isinstance(value, int) else value
+    pair = (value, value) if is_int(value) else value
     try:
         pair = tuple(pair)
     except TypeError:
         pair = ()
-    if len(pair) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair
-    ):
+    if len(pair) != 2 or any(not is_int(v) or v < minimum for v in pair):
         raise ValueError(
             f"`{name}` must be an integer >= {minimum} or a pair of them. "
             f"Received: {name}={value!r}"
         )
-    return pair
+    return tuple(int(v) for v in pair)
 
 
 def standardize_choice(value, name, choices):
@@ -101,3 +121,27 @@ def downsampled_shape(input_shape, strides, data_format):
         if shape[axis] is not None:
             shape[axis] = math.ceil(shape[axis] / stride)
     return shape
+
+
+def call_on_batch(layer, fn, inputs, *others):
+    """`fn(inputs, *others)` for a layer's `call`, with two input cases settled.
+
+    - Integer and bool `inputs` are cast to the layer's compute dtype (Keras casts
+      only floats), so every layer takes uint8 images as they are read.
+    - A batch known to be empty is computed as one sample of zeros, then dropped:
+      TensorFlow's kernels given an empty batch return wrong shapes (a convolution
+      returns its input) or fail (mirror padding, the max of the norms).
+
+    Args:
+        layer: the calling layer.
+        fn: the computation, on tensors with a batch axis first.
+        inputs: the image tensor.
+        *others: further tensors with the same batch (indices), not cast.
+    """
+    if not keras.backend.is_float_dtype(inputs.dtype):
+        inputs = ops.cast(inputs, layer.compute_dtype)
+    tensors = (inputs, *others)
+    if inputs.shape[0] != 0:
+        return fn(*tensors)
+    padded = [ops.pad(t, [[0, 1]] + [[0, 0]] * (len(t.shape) - 1)) for t in tensors]
+    return keras.tree.map_structure(lambda y: y[:0], fn(*padded))

@@ -92,7 +92,7 @@ def test_vgg16_gap_head_parameter_count():
         ("vgg11", {"batch_norm": 1}, "True or False"),
         ("resnet50", {"width_multiplier": 0}, "`width_multiplier` must be a number"),
         ("vgg11", {"num_classes": 0}, "`num_classes` must be an integer >= 1"),
-        ("resnet18", {"filt_size": 0}, "`filt_size` must be an integer >= 1"),
+        ("resnet18", {"filt_size": 0}, "`filt_size` must be an integer in [1, 15]"),
         ("resnet18", {"input_shape": (32, 32)}, "(height, width, channels)"),
         (
             "resnet34",

@@ -1,0 +1,126 @@
+"""Classify image files with a trained model: the `predict` command.
+
+The model is a `.keras` file (for example RUN_DIR/best.keras of the train command)
+or a SavedModel written by `export` (a version folder, or its base folder: then the
+highest version). Each image is decoded with the model's number of channels
+(grayscale or RGB) and given the model's input size as the train command gives it:
+28x28 images zero-padded to 32x32, other sizes resized. TensorFlow backend only.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_shiftinv import data
+from keras_shiftinv.models import load_model, outputs_probabilities
+
+
+def _saved_model_dir(path):
+    """`path` if it is a SavedModel, else its highest numbered version; or None."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [
+        int(name)
+        for name in os.listdir(path)
+        if name.isdigit() and os.path.isfile(os.path.join(path, name, "saved_model.pb"))
+    ]
+    return os.path.join(path, str(max(versions))) if versions else None
+
+
+class _Classifier:
+    """`model_path` loaded: `input_shape` (H, W, C) and `probabilities(images)` of a
+    uint8 batch; `class_names` when the run folder's config.json lists them."""
+
+    def __init__(self, model_path):
+        model_path = os.fspath(model_path)
+        self.class_names = None
+        if os.path.isdir(model_path):
+            saved = _saved_model_dir(model_path)
+            if saved is None:
+                raise ValueError(
+                    f"{model_path!r} (--model) is a folder without a SavedModel "
+                    "(saved_model.pb) or numbered versions of one."
+                )
+            serve = tf.saved_model.load(saved).signatures["serving_default"]
+            (spec,) = serve.structured_input_signature[1].values()
+            self.input_shape = tuple(spec.shape[1:])
+            self._predict = lambda images: serve(images)["probabilities"].numpy()
+            return
+        model = load_model(model_path)
+        self.input_shape = tuple(model.inputs[0].shape[1:])
+        softmax = outputs_probabilities(model) is False
+        dtype = model.inputs[0].dtype
+
+        def predict(images):
+            outputs = model(tf.cast(images, dtype), training=False)
+            outputs = tf.nn.softmax(outputs) if softmax else outputs
+            return tf.cast(outputs, tf.float32).numpy()
+
+        self._predict = predict
+        config = os.path.join(os.path.dirname(model_path), "config.json")
+        if os.path.isfile(config):
+            with open(config) as f:
+                self.class_names = json.load(f).get("class_names") or None
+
+    def probabilities(self, images):
+        return self._predict(tf.constant(images, tf.uint8))
+
+
+def _fitted(path, shape):
+    """The image file at `path` as uint8 (H, W, C) of the model's input `shape`."""
+    height, width, channels = shape
+    try:
+        image = data.decode_image_file(path, channels)
+    except (tf.errors.OpError, ValueError) as error:
+        raise ValueError(f"Cannot read the image {path!r}: {error}") from error
+    size = tuple(image.shape[:2])
+    if None in (height, width) or size == (height, width):
+        return image.numpy()
+    # As the train command: 28x28 (MNIST-like) images are zero-padded to 32x32.
+    fit = (
+        {"pad_to": 32}
+        if size == (28, 28) and (height, width) == (32, 32)
+        else {"image_size": (height, width)}
+    )
+    ds = tf.data.Dataset.from_tensors((image, 0))
+    batch, _ = next(iter(data.pipeline(ds, 1, training=False, **fit)))
+    return np.clip(np.round(batch[0].numpy()), 0, 255).astype(np.uint8)
+
+
+def predict(model_path, image_paths):
+    """Classifies image files.
+
+    Args:
+        model_path: a `.keras` file or a SavedModel folder (see the module).
+        image_paths: the image files.
+
+    Returns:
+        A list of `(path, class index, class name or None, probability)`.
+
+    Raises:
+        ValueError: a model or an image that cannot be read.
+    """
+    classifier = _Classifier(model_path)
+    missing = [p for p in image_paths if not os.path.isfile(p)]
+    if missing:
+        raise ValueError(f"No image file at {missing[0]!r}.")
+    images = np.stack([_fitted(p, classifier.input_shape) for p in image_paths])
+    probabilities = classifier.probabilities(images)
+    results = []
+    for path, row in zip(image_paths, probabilities, strict=True):
+        index = int(np.argmax(row))
+        names = classifier.class_names
+        name = names[index] if names and index < len(names) else None
+        results.append((path, index, name, float(row[index])))
+    return results
+
+
+def predict_lines(model_path, image_paths):
+    """`predict` as the lines the command prints: `PATH: class K (NAME) P`."""
+    return [
+        f"{path}: class {index}{f' ({name})' if name else ''} "
+        f"probability {probability:.4f}"
+        for path, index, name, probability in predict(model_path, image_paths)
+    ]
