@@ -49,22 +49,45 @@ def _event_tags(folder):
     return tags
 
 
+def _crop_consistency_numpy(model, x, max_shift):
+    """Every pair of crop shifts in `[0, max_shift)**2`, reflect padding, in NumPy."""
+    pad = max_shift - 1
+    padded = np.pad(x, [(0, 0), (pad, 0), (pad, 0), (0, 0)], mode="reflect")
+    h, w = x.shape[1:3]
+    shifted = [
+        padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]
+        for dy in range(max_shift)
+        for dx in range(max_shift)
+    ]
+    classes = np.stack(
+        [model.predict(s, verbose=0).argmax(-1) for s in shifted], axis=1
+    )
+    return (classes[:, :, None] == classes[:, None, :]).mean()
+
+
 def test_logs_reach_history_csv_and_tensorboard(tmp_path):
     x, y = _data()
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     callbacks = [
         ShiftConsistency(ds, max_shift=4, samples=2),
-        ShiftConsistency(ds, mode="crop", max_shift=3, name="crop_consistency"),
+        ShiftConsistency(
+            ds, mode="crop", max_shift=3, samples="all", name="crop_consistency"
+        ),
         keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
         keras.callbacks.TensorBoard(str(tmp_path / "tb")),
     ]
-    history = _model(invariant=True).fit(ds, epochs=2, verbose=0, callbacks=callbacks)
+    model = _model(invariant=True)
+    history = model.fit(ds, epochs=2, verbose=0, callbacks=callbacks)
     assert history.history["val_consistency"] == [1.0, 1.0]
-    assert len(history.history["crop_consistency"]) == 2
+    crop_values = history.history["crop_consistency"]
+    # The last epoch's value is that of the model as fit left it.
+    assert crop_values[-1] == pytest.approx(
+        _crop_consistency_numpy(model, x, max_shift=3), abs=1e-12
+    )
     with open(tmp_path / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [float(r["val_consistency"]) for r in rows] == [1.0, 1.0]
-    assert all(0.0 <= float(r["crop_consistency"]) <= 1.0 for r in rows)
+    assert [float(r["crop_consistency"]) for r in rows] == crop_values
     # TensorBoard writes val_* keys to its validation run without the prefix.
     assert "epoch_consistency" in _event_tags(str(tmp_path / "tb" / "validation"))
 
