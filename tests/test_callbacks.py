@@ -12,6 +12,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from keras_shiftinv.callbacks import ShiftConsistency  # noqa: E402
+from tests.shift_reference import grid, predictions  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
@@ -49,22 +50,6 @@ def _event_tags(folder):
     return tags
 
 
-def _crop_consistency_numpy(model, x, max_shift):
-    """Every pair of crop shifts in `[0, max_shift)**2`, reflect padding, in NumPy."""
-    pad = max_shift - 1
-    padded = np.pad(x, [(0, 0), (pad, 0), (pad, 0), (0, 0)], mode="reflect")
-    h, w = x.shape[1:3]
-    shifted = [
-        padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]
-        for dy in range(max_shift)
-        for dx in range(max_shift)
-    ]
-    classes = np.stack(
-        [model.predict(s, verbose=0).argmax(-1) for s in shifted], axis=1
-    )
-    return (classes[:, :, None] == classes[:, None, :]).mean()
-
-
 def test_logs_reach_history_csv_and_tensorboard(tmp_path):
     x, y = _data()
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
@@ -81,9 +66,9 @@ def test_logs_reach_history_csv_and_tensorboard(tmp_path):
     assert history.history["val_consistency"] == [1.0, 1.0]
     crop_values = history.history["crop_consistency"]
     # The last epoch's value is that of the model as fit left it.
-    assert crop_values[-1] == pytest.approx(
-        _crop_consistency_numpy(model, x, max_shift=3), abs=1e-12
-    )
+    classes = predictions(model, x, grid(len(x), 3), mode="crop").argmax(-1)
+    agree = (classes[:, :, None] == classes[:, None, :]).mean()
+    assert crop_values[-1] == pytest.approx(agree, abs=1e-12)
     with open(tmp_path / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [float(r["val_consistency"]) for r in rows] == [1.0, 1.0]

@@ -10,6 +10,7 @@ if keras.backend.backend() != "tensorflow":
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
 from keras_shiftinv import cli, data, training  # noqa: E402
+from tests.shift_reference import predictions  # noqa: E402
 from tests.training_helpers import run_cli, tiny_args, write_image_folder  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
@@ -96,12 +97,7 @@ def check_test_numbers(summary, model_path, data_dir):
     # The pair of shifts per image that the consistency draws from its seed (0),
     # in [0, --max-shift): the six test images are one batch.
     pairs = np.random.default_rng(0).integers(0, 4, (len(x), 2, 2))
-    rolled = [
-        np.roll(image, tuple(shift), axis=(0, 1))
-        for image, pair in zip(x, pairs, strict=True)
-        for shift in pair
-    ]
-    classes = model.predict(np.stack(rolled), verbose=0).argmax(-1).reshape(-1, 2)
+    classes = predictions(model, x, pairs).argmax(-1)
     assert summary["test_consistency"] == np.mean(classes[:, 0] == classes[:, 1])
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from keras_shiftinv import ops as si_ops
+from tests.shift_reference import grid, predictions
 
 pytestmark = pytest.mark.tf_only
 
@@ -133,21 +134,14 @@ def check_fields(report, markdown):
     assert "| strided | average_pooling2d | average pool | 0.330 | - | - |" in markdown
 
 
-def _shifted_probabilities(model, images, shifts):
-    """`[N, S, classes]`: the model's probabilities on image n rolled by shifts[n, s]
-    (shifts `[N, S, 2]`), in NumPy."""
-    rolled = np.stack(
-        [
-            [np.roll(image, tuple(shift), axis=(0, 1)) for shift in image_shifts]
-            for image, image_shifts in zip(images, shifts, strict=True)
-        ]
-    )
-    out = model.predict(rolled.reshape(-1, *images.shape[1:]), verbose=0)
+def _probabilities(model, images, shifts):
+    """`[N, S, classes]`: the model's probabilities on the shifted images; logits get
+    a softmax, as evaluate adds one."""
+    out = predictions(model, images, shifts)
     if model.layers[-1].activation is keras.activations.linear:
-        # Logits: evaluate adds a softmax.
         out = np.exp(out - out.max(-1, keepdims=True))
         out /= out.sum(-1, keepdims=True)
-    return out.reshape(*shifts.shape[:2], -1)
+    return out
 
 
 def _random_shifts(count):
@@ -162,23 +156,22 @@ def _random_shifts(count):
 def check_numbers(entry, model, images, labels):
     """The report's numbers, recomputed from the model's predictions on images
     shifted in NumPy."""
-    probs = _shifted_probabilities(model, images, np.zeros((IMAGES, 1, 2), int))
+    probs = _probabilities(model, images, np.zeros((IMAGES, 1, 2), int))
     assert entry["accuracy"] == np.mean(probs[:, 0].argmax(-1) == labels)
-    probs = _shifted_probabilities(model, images, _random_shifts(SAMPLES))
+    probs = _probabilities(model, images, _random_shifts(SAMPLES))
     assert entry["shifted_accuracy"] == np.mean(probs.argmax(-1) == labels[:, None])
-    classes = _shifted_probabilities(model, images, _random_shifts(2 * SAMPLES))
+    classes = _probabilities(model, images, _random_shifts(2 * SAMPLES))
     classes = classes.argmax(-1)
     assert entry["consistency"] == np.mean(classes[:, 0::2] == classes[:, 1::2])
 
     detail, n = images[:DETAIL], np.arange(DETAIL)
-    grid = np.stack(np.meshgrid(range(MAX_SHIFT), range(MAX_SHIFT)), -1)
-    grid = np.broadcast_to(grid.reshape(1, -1, 2), (DETAIL, MAX_SHIFT**2, 2))
-    label_probs = _shifted_probabilities(model, detail, grid)[n, :, labels[n]]
+    every_shift = grid(DETAIL, MAX_SHIFT)
+    label_probs = _probabilities(model, detail, every_shift)[n, :, labels[n]]
     variation = label_probs.var(axis=1).mean()
     assert entry["variation"] == pytest.approx(variation, rel=1e-4, abs=1e-9)
     diagonal = np.repeat(np.arange(MAX_SHIFT + 1)[None, :, None], 2, axis=2)
     diagonal = np.broadcast_to(diagonal, (DETAIL, MAX_SHIFT + 1, 2))
-    curves = _shifted_probabilities(model, detail, diagonal)[n, :, labels[n]]
+    curves = _probabilities(model, detail, diagonal)[n, :, labels[n]]
     np.testing.assert_allclose(entry["stability"]["images"], curves, atol=1e-6)
     np.testing.assert_allclose(entry["stability"]["mean"], curves.mean(0), atol=1e-6)
 
