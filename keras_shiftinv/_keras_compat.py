@@ -122,6 +122,7 @@ def multiworker_fit(model):
     reduce_per_replica = _private(
         trainer, "reduce_per_replica", "the reduction of the step logs"
     )
+    # The override below works only while fit calls this method.
     _private(model, "_maybe_symbolic_build", "the model's build step")
     # An instance attribute overrides the method for `model` only.
     overridden = vars(model).get("_maybe_symbolic_build")
@@ -146,7 +147,7 @@ def multiworker_fit(model):
             )
         return reduce_per_replica(values, strategy, reduction)
 
-    # Plain object attributes: Keras' layer tracking must not see the function.
+    # Past Layer.__setattr__: Keras' attribute tracking must not see the function.
     object.__setattr__(model, "_maybe_symbolic_build", local_symbolic_build)
     trainer.reduce_per_replica = reduce_scalars_too
     try:
