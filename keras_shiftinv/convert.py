@@ -12,6 +12,14 @@ import warnings
 import keras
 
 from keras_shiftinv import layers as si_layers
+from keras_shiftinv._keras_compat import (
+    is_functional,
+    nodes_by_depth,
+    producer,
+    producing_node,
+    sequential_graph,
+    sublayers,
+)
 from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.layers.utils import (
     PAD_MODES,
@@ -236,9 +244,7 @@ def _is_layer(op):
 
 
 def _is_graph_model(op):
-    if isinstance(op, keras.Sequential):
-        return True
-    return isinstance(op, keras.Model) and hasattr(op, "_nodes_by_depth")
+    return isinstance(op, keras.Sequential) or is_functional(op)
 
 
 def _layer_names(model):
@@ -301,10 +307,10 @@ def _unpadded(x):
     """The tensor that padding layers turned into `x` (or `x`): strided layers
     reading the same unpadded tensor subsample the same grid."""
     while True:
-        layer, node_index, _ = x._keras_history
-        if not isinstance(layer, _PADDINGS):
+        node = producing_node(x)
+        if not isinstance(node.operation, _PADDINGS):
             return x
-        x = layer._inbound_nodes[node_index].input_tensors[0]
+        x = node.input_tensors[0]
 
 
 def _shift_invariant_down_misfit(conv):
@@ -400,17 +406,18 @@ class _Converter:
         if id(model) in self._models:
             return self._models[id(model)]
         if isinstance(model, keras.Sequential):
-            if model._functional is None:
+            graph = sequential_graph(model)
+            if graph is None:
                 raise ValueError(
                     f"antialias() needs a built Sequential model: {model.name!r} has "
                     "no input shape. Start it with keras.Input(shape) or call "
                     "model.build(input_shape) first."
                 )
-            inputs, _, called = self._rewrite_graph(model._functional, prefix)
+            inputs, _, called = self._rewrite_graph(graph, prefix)
             new = keras.Sequential([inputs[0], *called], name=model.name)
         elif _is_graph_model(model):
             inputs, outputs, _ = self._rewrite_graph(model, prefix)
-            inputs = keras.tree.pack_sequence_as(model._inputs_struct, inputs)
+            inputs = keras.tree.pack_sequence_as(model.input, inputs)
             new = keras.Model(inputs, outputs, name=model.name)
         else:
             raise ValueError(
@@ -428,10 +435,11 @@ class _Converter:
 
     def _rewrite_graph(self, graph, prefix):
         """Calls the new layers on new inputs, node by node (inputs first)."""
+        by_depth = nodes_by_depth(graph)
         nodes = [
             node
-            for depth in sorted(graph._nodes_by_depth, reverse=True)
-            for node in graph._nodes_by_depth[depth]
+            for depth in sorted(by_depth, reverse=True)
+            for node in by_depth[depth]
             if not node.is_input
         ]
         state = _GraphState(prefix)
@@ -440,7 +448,7 @@ class _Converter:
             keras.Input(
                 batch_shape=x.shape,
                 dtype=x.dtype,
-                name=x._keras_history.operation.name,
+                name=producer(x).name,
             )
             for x in graph.inputs
         ]
@@ -455,7 +463,7 @@ class _Converter:
             for x, y in zip(node.outputs, keras.tree.flatten(outputs), strict=True):
                 tensors[id(x)] = y
         outputs = keras.tree.pack_sequence_as(
-            graph._outputs_struct, [tensors[id(x)] for x in graph.outputs]
+            graph.output, [tensors[id(x)] for x in graph.outputs]
         )
         return inputs, outputs, state.called
 
@@ -572,11 +580,7 @@ class _Converter:
                 "rewrites (Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, "
                 "AveragePooling2D)"
             )
-        inner = [
-            sub
-            for sub in layer._flatten_layers(include_self=False)
-            if _strides(sub) and not _is_ours(sub)
-        ]
+        inner = [sub for sub in sublayers(layer) if _strides(sub) and not _is_ours(sub)]
         if inner:
             return (
                 f"it holds the strided layer {inner[0].name!r} "

@@ -62,6 +62,7 @@ import tensorflow as tf
 
 from keras_shiftinv import data as data_lib
 from keras_shiftinv import diagnostics, metrics
+from keras_shiftinv._keras_compat import inbound_nodes
 from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.layers.utils import standardize_choice, standardize_int
 from keras_shiftinv.models import (
@@ -87,11 +88,11 @@ def _taps(model):
     outputs = {id(producer(t)) for t in model.outputs}
     taps = []
     for layer in model.layers:
-        if len(layer._inbound_nodes) != 1:
+        if len(inbound_nodes(layer)) != 1:
             continue  # an input layer, or a shared layer with one output per call
         if is_functional(layer):
             inner = _taps(layer)
-            node_inputs = layer._inbound_nodes[0].input_tensors
+            node_inputs = inbound_nodes(layer)[0].input_tensors
             sub = keras.Model(layer.inputs, [t for _, t in inner])
             inner_outputs = keras.tree.flatten(sub(node_inputs))
             taps += zip([n for n, _ in inner], inner_outputs, strict=True)

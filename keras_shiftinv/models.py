@@ -6,6 +6,8 @@ import zipfile
 
 import keras
 
+from keras_shiftinv._keras_compat import is_functional, producer
+
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
@@ -58,16 +60,6 @@ def load_model(path, compile=False):
     if not isinstance(model, keras.Model):
         raise _not_a_model(path, f"it holds a {type(model).__name__}, not a model")
     return model
-
-
-def is_functional(layer):
-    """Whether `layer` is a functional model (a graph of layers that can be read)."""
-    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
-
-
-def producer(tensor):
-    """The layer whose output `tensor` (a symbolic tensor of a model) is."""
-    return tensor._keras_history.operation
 
 
 # Layers that pass their input through unchanged, maybe cast (a float32 output layer

@@ -32,6 +32,7 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_shiftinv._keras_compat import multiworker_fit
 from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.layers.utils import (
     standardize_choice,
@@ -240,48 +241,6 @@ def make_strategy(name):
     if name == "auto" and len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _patch_keras_for_multiworker(model):
-    """Work around Keras 3's two MultiWorkerMirroredStrategy bugs in `fit`
-    (keras-team/keras#20585, tensorflow/tensorflow#72388).
-
-    Keras builds metrics and optimizer state from the first batch by averaging the
-    distributed batch with a collective outside any `tf.function` (which fails: a
-    local replica's batch has the right shapes), and averages the per-step logs,
-    which are scalars, with `strategy.reduce(..., axis=0)` (which fails: scalars
-    are averaged over the replicas with `axis=None`). Only multi-worker strategies
-    take these paths.
-    """
-    from keras.src.backend.tensorflow import trainer
-
-    def first_replica(value):
-        return model.distribute_strategy.experimental_local_results(value)[0]
-
-    def local_symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = keras.tree.map_structure(first_replica, next(batches))
-                break
-        with model.distribute_strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    object.__setattr__(model, "_maybe_symbolic_build", local_symbolic_build)
-    if getattr(trainer.reduce_per_replica, "keras_shiftinv_patched", False):
-        return
-    reduce_per_replica = trainer.reduce_per_replica
-
-    def reduce_scalars_too(values, strategy, reduction):
-        if reduction in ("auto", "mean") and isinstance(
-            strategy, tf.distribute.MultiWorkerMirroredStrategy
-        ):
-            return keras.tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None), values
-            )
-        return reduce_per_replica(values, strategy, reduction)
-
-    reduce_scalars_too.keras_shiftinv_patched = True
-    trainer.reduce_per_replica = reduce_scalars_too
 
 
 def _batch_norm_layers(model):
@@ -689,9 +648,8 @@ def train(config, overwrite=False):
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
             )
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            _patch_keras_for_multiworker(model)
-        fit_seconds = _fit(config, model, train_ds, val_ds, run_dir)
+        with multiworker_fit(model):
+            fit_seconds = _fit(config, model, train_ds, val_ds, run_dir)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 

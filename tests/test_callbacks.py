@@ -12,6 +12,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from keras_shiftinv.callbacks import ShiftConsistency  # noqa: E402
+from tests.shift_reference import grid, predictions  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
@@ -54,17 +55,24 @@ def test_logs_reach_history_csv_and_tensorboard(tmp_path):
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     callbacks = [
         ShiftConsistency(ds, max_shift=4, samples=2),
-        ShiftConsistency(ds, mode="crop", max_shift=3, name="crop_consistency"),
+        ShiftConsistency(
+            ds, mode="crop", max_shift=3, samples="all", name="crop_consistency"
+        ),
         keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
         keras.callbacks.TensorBoard(str(tmp_path / "tb")),
     ]
-    history = _model(invariant=True).fit(ds, epochs=2, verbose=0, callbacks=callbacks)
+    model = _model(invariant=True)
+    history = model.fit(ds, epochs=2, verbose=0, callbacks=callbacks)
     assert history.history["val_consistency"] == [1.0, 1.0]
-    assert len(history.history["crop_consistency"]) == 2
+    crop_values = history.history["crop_consistency"]
+    # The last epoch's value is that of the model as fit left it.
+    classes = predictions(model, x, grid(len(x), 3), mode="crop").argmax(-1)
+    agree = (classes[:, :, None] == classes[:, None, :]).mean()
+    assert crop_values[-1] == pytest.approx(agree, abs=1e-12)
     with open(tmp_path / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [float(r["val_consistency"]) for r in rows] == [1.0, 1.0]
-    assert all(0.0 <= float(r["crop_consistency"]) <= 1.0 for r in rows)
+    assert [float(r["crop_consistency"]) for r in rows] == crop_values
     # TensorBoard writes val_* keys to its validation run without the prefix.
     assert "epoch_consistency" in _event_tags(str(tmp_path / "tb" / "validation"))
 

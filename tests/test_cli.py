@@ -9,7 +9,8 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
-from keras_shiftinv import cli, training  # noqa: E402
+from keras_shiftinv import cli, data, training  # noqa: E402
+from tests.shift_reference import predictions  # noqa: E402
 from tests.training_helpers import run_cli, tiny_args, write_image_folder  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
@@ -19,6 +20,7 @@ RUN_FILES = [
     "config.json",
     "curves.png",
     "final.keras",
+    "initial.weights.h5",
     "log.csv",
     "summary.json",
     "tensorboard",
@@ -85,6 +87,22 @@ def test_every_train_option_is_on_the_command_line():
     assert set(cli.train_defaults()) <= dests
 
 
+def check_test_numbers(summary, model_path, data_dir):
+    """The summary's test numbers, recomputed from the best model's predictions on
+    the test images rolled in NumPy."""
+    model = keras.saving.load_model(model_path)
+    test, _ = data.load("folder", "test", data_dir)
+    x, y = test.batch(64).get_single_element()  # all six images
+    x, y = x.numpy().astype("float32"), y.numpy()
+    accuracy = np.mean(model.predict(x, verbose=0).argmax(-1) == y)
+    assert summary["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    # The pair of shifts per image that the consistency draws from its seed (0),
+    # in [0, --max-shift): the six test images are one batch.
+    pairs = np.random.default_rng(0).integers(0, 4, (len(x), 2, 2))
+    classes = predictions(model, x, pairs).argmax(-1)
+    assert summary["test_consistency"] == np.mean(classes[:, 0] == classes[:, 1])
+
+
 def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
     data_dir = write_image_folder(tmp_path / "data")
     out = tmp_path / "run"
@@ -97,7 +115,7 @@ def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
     with open(out / "summary.json") as f:
         summary = json.load(f)
     assert last_line == training.summary_line(summary)
-    assert 0 <= summary["test_accuracy"] <= 1 and 0 <= summary["test_consistency"] <= 1
+    check_test_numbers(summary, out / "best.keras", data_dir)
     with open(out / "config.json") as f:
         config = json.load(f)
     assert config["options"]["epochs"] == 2 and config["input_shape"] == [8, 8, 1]

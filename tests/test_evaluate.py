@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from keras_shiftinv import ops as si_ops
+from tests.shift_reference import grid, predictions
 
 pytestmark = pytest.mark.tf_only
 
@@ -15,6 +16,7 @@ SIZE = 16
 MAX_SHIFT = 4
 IMAGES = 24
 DETAIL = 8
+SAMPLES = 2
 CLASSES = 10
 
 
@@ -93,18 +95,22 @@ def test_report_on_two_models(tmp_path):
     root = tmp_path
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    write_idx(root / "data", random_images(IMAGES, SIZE), rng.integers(0, 10, IMAGES))
-    for model in (equivariant_model(), strided_model()):
+    images, labels = random_images(IMAGES, SIZE), rng.integers(0, 10, IMAGES)
+    write_idx(root / "data", images, labels)
+    models = (equivariant_model(), strided_model())
+    for model in models:
         model.save(root / f"{model.name}.keras")
     argv = ["evaluate", "--dataset", "mnist", "--data-dir", str(root / "data")]
     argv += ["--model", str(root / "equivariant.keras")]
     argv += ["--model", str(root / "strided.keras")]
-    argv += ["--max-shift", str(MAX_SHIFT), "--samples", "2"]
+    argv += ["--max-shift", str(MAX_SHIFT), "--samples", str(SAMPLES)]
     argv += ["--images", str(IMAGES), "--detail-images", str(DETAIL)]
     argv += ["--batch-size", "16", "--out", str(root / "report"), "--verbose", "0"]
     assert main(argv) == 0
     report = json.loads((root / "report" / "report.json").read_text())
     check_fields(report, (root / "report" / "report.md").read_text())
+    for entry, model in zip(report["models"], models, strict=True):
+        check_numbers(entry, model, images[..., None].astype("float32"), labels)
     check_plots(root / "report")
     check_equivariant(report["models"][0])
     check_strided(report["models"][1])
@@ -115,16 +121,8 @@ def check_fields(report, markdown):
     assert (report["images"], report["detail_images"]) == (IMAGES, DETAIL)
     assert [m["name"] for m in report["models"]] == ["equivariant", "strided"]
     for entry in report["models"]:
-        for key in ("accuracy", "shifted_accuracy", "consistency"):
-            assert 0 <= entry[key] <= 1, key
-        # The variance of a probability is at most 1/4.
-        assert 0 <= entry["variation"] <= 0.25
         stability = entry["stability"]
         assert stability["shifts"] == list(range(MAX_SHIFT + 1))
-        curves = np.array(stability["images"])
-        assert curves.shape == (DETAIL, MAX_SHIFT + 1)
-        assert ((curves >= 0) & (curves <= 1)).all()
-        np.testing.assert_allclose(stability["mean"], curves.mean(0), rtol=1e-6)
         assert entry["parameters"] > 0 and entry["seconds"] >= 0
         for layer in entry["equivariance"]:
             grid = np.array(layer["distance"])
@@ -134,6 +132,48 @@ def check_fields(report, markdown):
             assert layer["mean"] == pytest.approx(grid.mean())
     assert "| equivariant |" in markdown and "| strided |" in markdown
     assert "| strided | average_pooling2d | average pool | 0.330 | - | - |" in markdown
+
+
+def _probabilities(model, images, shifts):
+    """`[N, S, classes]`: the model's probabilities on the shifted images; logits get
+    a softmax, as evaluate adds one."""
+    out = predictions(model, images, shifts)
+    if model.layers[-1].activation is keras.activations.linear:
+        out = np.exp(out - out.max(-1, keepdims=True))
+        out /= out.sum(-1, keepdims=True)
+    return out
+
+
+def _random_shifts(count):
+    """The shifts the report's random numbers use: `count` per image, drawn batch by
+    batch (--batch-size 16) from the generator of --seed 0."""
+    rng = np.random.default_rng(0)
+    return np.concatenate(
+        [rng.integers(0, MAX_SHIFT, (n, count, 2)) for n in (16, IMAGES - 16)]
+    )
+
+
+def check_numbers(entry, model, images, labels):
+    """The report's numbers, recomputed from the model's predictions on images
+    shifted in NumPy."""
+    probs = _probabilities(model, images, np.zeros((IMAGES, 1, 2), int))
+    assert entry["accuracy"] == np.mean(probs[:, 0].argmax(-1) == labels)
+    probs = _probabilities(model, images, _random_shifts(SAMPLES))
+    assert entry["shifted_accuracy"] == np.mean(probs.argmax(-1) == labels[:, None])
+    classes = _probabilities(model, images, _random_shifts(2 * SAMPLES))
+    classes = classes.argmax(-1)
+    assert entry["consistency"] == np.mean(classes[:, 0::2] == classes[:, 1::2])
+
+    detail, n = images[:DETAIL], np.arange(DETAIL)
+    every_shift = grid(DETAIL, MAX_SHIFT)
+    label_probs = _probabilities(model, detail, every_shift)[n, :, labels[n]]
+    variation = label_probs.var(axis=1).mean()
+    assert entry["variation"] == pytest.approx(variation, rel=1e-4, abs=1e-9)
+    diagonal = np.repeat(np.arange(MAX_SHIFT + 1)[None, :, None], 2, axis=2)
+    diagonal = np.broadcast_to(diagonal, (DETAIL, MAX_SHIFT + 1, 2))
+    curves = _probabilities(model, detail, diagonal)[n, :, labels[n]]
+    np.testing.assert_allclose(entry["stability"]["images"], curves, atol=1e-6)
+    np.testing.assert_allclose(entry["stability"]["mean"], curves.mean(0), atol=1e-6)
 
 
 def check_plots(report_dir):

@@ -3,11 +3,13 @@ import importlib.util
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
 
+from tests.shift_reference import grid, predictions  # noqa: E402
 from tests.test_data import _write_idx  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
@@ -28,13 +30,52 @@ reproduce = _load_script()
 
 
 def _fashion_like(folder, n_train=64, n_test=16):
-    """IDX files of 28x28 images, two classes told apart by a bright square."""
+    """IDX files of 28x28 images, two classes told apart by a bright square.
+
+    Returns the test split's `(images [N, 28, 28], labels [N])`."""
     rng = np.random.default_rng(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         labels = rng.integers(0, 2, n).astype(np.uint8)
         images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
         images[labels == 1, 10:18, 10:18] = 255
         _write_idx(folder, prefix, images, labels, gz=True)
+    return images, labels
+
+
+def _measured_in_numpy(record, images, labels):
+    """`measure`'s numbers for `record`, from its model's predictions on the test
+    images shifted in NumPy."""
+    settings = record["settings"]
+    model = keras.saving.load_model(
+        os.path.join(record["train_config"]["out"], "best.keras")
+    )
+    # The images as the model is fed them: zero-padded (centred) to its input size.
+    pad = (model.input_shape[1] - images.shape[1]) // 2
+    x = np.pad(images[:, :, :, None], [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    x, y = x[: settings["test_images"]].astype("float32"), labels.astype(int)
+
+    def draws(count):
+        # The metrics' shifts: per batch (one here), from a generator of the seed.
+        rng = np.random.default_rng(settings["seed"])
+        return rng.integers(0, settings["max_shift"], (len(x), count, 2))
+
+    def consistency(mode):
+        classes = predictions(model, x, draws(2 * settings["samples"]), mode)
+        classes = classes.argmax(-1)
+        return np.mean(classes[:, 0::2] == classes[:, 1::2])
+
+    n = np.arange(settings["detail_images"])
+    every_shift = grid(len(n), settings["max_shift"])
+    label_probs = predictions(model, x[n], every_shift)[n, :, y[n]]
+    unshifted = predictions(model, x, np.zeros((len(x), 1, 2), int))[:, 0]
+    shifted = predictions(model, x, draws(settings["samples"]))
+    return {
+        "accuracy": np.mean(unshifted.argmax(-1) == y),
+        "shifted_accuracy": np.mean(shifted.argmax(-1) == y[:, None]),
+        "consistency_circular": consistency("circular"),
+        "consistency_crop": consistency("crop"),
+        "variation": label_probs.var(axis=1).mean(),
+    }
 
 
 # Trains two tiny models.
@@ -42,7 +83,7 @@ def _fashion_like(folder, n_train=64, n_test=16):
 def test_runs_records_and_benchmarks_section(tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    _fashion_like(str(data_dir))
+    images, labels = _fashion_like(str(data_dir))
     settings = dataclasses.replace(
         reproduce.MODES["quick"],
         width_multiplier=1 / 32,
@@ -73,14 +114,10 @@ def test_runs_records_and_benchmarks_section(tmp_path):
     with open(os.path.join(out, "results.json")) as f:
         assert json.load(f) == records
     for r in records:
-        for key in (
-            "accuracy",
-            "shifted_accuracy",
-            "consistency_circular",
-            "consistency_crop",
-        ):
-            assert 0.0 <= r[key] <= 1.0, key
-        assert r["variation"] >= 0.0
+        expected = _measured_in_numpy(r, images, labels)
+        variation = expected.pop("variation")
+        assert {key: r[key] for key in expected} == expected
+        assert r["variation"] == pytest.approx(variation, rel=1e-4, abs=1e-9)
         assert len(r["stability"]["mean"]) == settings.stability_shift + 1
         assert r["command"] == "python reproduce.py --test"
         assert r["train_config"]["model"] == "vgg13"
