@@ -34,7 +34,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv.ops import _check_pad_fits, binomial_filter, blur_padding
+from keras_shiftinv.filters import binomial_filter, blur_padding, check_pad_fits
 
 _NUMPY_PAD_MODE = {
     "reflect": "reflect",
@@ -164,7 +164,7 @@ def blur_pool2d(x, filt_size, strides, pad_mode):
     pad = blur_padding(filt_size)
     plans = []
     for axis, stride in zip((1, 2), strides, strict=True):
-        _check_pad_fits(x.shape[axis], pad, pad_mode, axis)
+        check_pad_fits(x.shape[axis], pad, pad_mode, axis)
         plans.append(_axis_plan(x.shape[axis], filt_size, stride, pad_mode))
     rows, cols = plans
     taps = (rows.taps, cols.taps)

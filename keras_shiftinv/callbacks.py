@@ -3,7 +3,7 @@
 import keras
 
 from keras_shiftinv import metrics
-from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+from keras_shiftinv.validation import standardize_choice, standardize_int
 
 
 class ShiftConsistency(keras.callbacks.Callback):

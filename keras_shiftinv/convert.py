@@ -21,7 +21,7 @@ from keras_shiftinv._keras_compat import (
     sublayers,
 )
 from keras_shiftinv.initializers import LowPass
-from keras_shiftinv.layers.utils import (
+from keras_shiftinv.validation import (
     PAD_MODES,
     channel_axis,
     spatial_axes,

@@ -46,12 +46,12 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv.layers.utils import (
+from keras_shiftinv.metrics import shift_images
+from keras_shiftinv.validation import (
     standardize_choice,
     standardize_int,
     standardize_pair,
 )
-from keras_shiftinv.metrics import shift_images
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = (

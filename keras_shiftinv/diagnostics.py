@@ -30,9 +30,10 @@ weights, against the weights `w0` at the start of training (`train` saves them a
 import keras
 import numpy as np
 
+from keras_shiftinv import filters
 from keras_shiftinv import layers as si_layers
 from keras_shiftinv import ops as si_ops
-from keras_shiftinv.layers.utils import channel_axis
+from keras_shiftinv.validation import channel_axis
 
 # BlurPool2D(4)'s share, the reference of Zhang's anti-aliasing.
 REFERENCE_FILT_SIZE = 4
@@ -77,7 +78,7 @@ def high_frequency_share(kernel):
 
 
 def _binomial_2d(filt_size):
-    taps = si_ops.binomial_filter(filt_size)
+    taps = filters.binomial_filter(filt_size)
     return np.outer(taps, taps)
 
 

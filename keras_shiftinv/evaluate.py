@@ -64,13 +64,13 @@ from keras_shiftinv import data as data_lib
 from keras_shiftinv import diagnostics, metrics
 from keras_shiftinv._keras_compat import inbound_nodes
 from keras_shiftinv._paths import check_writable_dir
-from keras_shiftinv.layers.utils import standardize_choice, standardize_int
 from keras_shiftinv.models import (
     is_functional,
     load_model,
     outputs_probabilities,
     producer,
 )
+from keras_shiftinv.validation import standardize_choice, standardize_int
 
 # Individual images whose stability curves are kept in the report and drawn.
 STABILITY_CURVES = 8

@@ -14,8 +14,8 @@ import keras
 import tensorflow as tf
 
 from keras_shiftinv._paths import check_writable_dir
-from keras_shiftinv.layers.utils import standardize_int
 from keras_shiftinv.models import outputs_probabilities
+from keras_shiftinv.validation import standardize_int
 
 SIGNATURE_NAME = "serving_default"
 

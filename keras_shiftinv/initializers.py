@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 
-from keras_shiftinv.layers.utils import standardize_filt_size
+from keras_shiftinv.validation import standardize_filt_size
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
@@ -76,9 +76,7 @@ class LowPass(keras.initializers.Initializer):
     def module_weights(self, branch, kernel_size, strides, channels, filters):
         """(kernel, pointwise kernel) of a `ShiftInvariantDown` module, as float32
         NumPy arrays in the layer's layouts."""
-        from keras_shiftinv.ops import binomial_filter
-
-        taps = binomial_filter(self.filt_size)
+        taps = filters.binomial_filter(self.filt_size)
         components = [
             _component_taps(taps, k, s, self.filt_size)
             for k, s in zip(kernel_size, strides, strict=True)

@@ -47,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv.layers.utils import standardize_choice, standardize_int
+from keras_shiftinv.validation import standardize_choice, standardize_int
 
 MODES = ("circular", "crop")
 PAD_MODES = ("reflect", "zero")

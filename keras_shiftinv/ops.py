@@ -4,13 +4,12 @@ The layers in `keras_shiftinv.layers` are thin wrappers around these functions, 
 same code serves a layer, a custom `call` and a test.
 """
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
-from keras_shiftinv.layers.utils import (
+from keras_shiftinv import filters
+from keras_shiftinv.validation import (
     PAD_MODES,
     channel_axis,
     spatial_axes,
@@ -19,29 +18,6 @@ from keras_shiftinv.layers.utils import (
     standardize_filt_size,
     standardize_pair,
 )
-
-
-def binomial_filter(filt_size):
-    """Row `filt_size` of Pascal's triangle, normalised to sum to 1 (float64)."""
-    filt_size = standardize_filt_size(filt_size)
-    row = np.array([math.comb(filt_size - 1, k) for k in range(filt_size)], "float64")
-    return row / row.sum()
-
-
-def blur_padding(filt_size):
-    """(before, after) padding of a `filt_size`-tap blur: (k-1)//2, ceil((k-1)/2)."""
-    return (filt_size - 1) // 2, filt_size // 2
-
-
-def _check_pad_fits(size, pad, mode, axis):
-    if size is None:
-        return
-    if mode == "reflect" and max(pad) >= size:
-        raise ValueError(
-            "pad_mode='reflect' needs a spatial size larger than the padding "
-            f"{max(pad)} on axis {axis}. Received: a size of {size}; use a smaller "
-            "`filt_size` or pad_mode='replicate'."
-        )
 
 
 def _slice_axis(x, axis, start, stop, step=None):
@@ -69,7 +45,7 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
         return x
     axes = spatial_axes(data_format)
     for axis, pad in zip(axes, padding, strict=True):
-        _check_pad_fits(x.shape[axis], pad, pad_mode, axis)
+        filters.check_pad_fits(x.shape[axis], pad, pad_mode, axis)
     if pad_mode in ("zero", "reflect"):
         widths = [[0, 0]] * 4
         for axis, pad in zip(axes, padding, strict=True):
@@ -140,8 +116,8 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
 def _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format):
     """`blur_pool2d` with `keras.ops` only (filt_size > 1; strides an int or a pair):
     the formulation fastest on the backend (BENCHMARKS.md, bench_layers_jax)."""
-    taps = binomial_filter(filt_size)
-    pad = blur_padding(filt_size)
+    taps = filters.binomial_filter(filt_size)
+    pad = filters.blur_padding(filt_size)
     x = pad2d(x, (pad, pad), pad_mode, data_format)
     strides = standardize_pair(strides, "strides")
     if keras.backend.backend() == "jax":

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_shiftinv.layers.utils import standardize_int, standardize_number
+from keras_shiftinv.validation import standardize_int, standardize_number
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")

@@ -34,13 +34,13 @@ import tensorflow as tf
 
 from keras_shiftinv._keras_compat import multiworker_fit
 from keras_shiftinv._paths import check_writable_dir
-from keras_shiftinv.layers.utils import (
+from keras_shiftinv.schedules import CyclicLR
+from keras_shiftinv.validation import (
     standardize_choice,
     standardize_filt_size,
     standardize_int,
     standardize_number,
 )
-from keras_shiftinv.schedules import CyclicLR
 
 STRATEGIES = ("auto", "mirrored", "multiworker", "default")
 OPTIMIZERS = ("sgd", "adam")

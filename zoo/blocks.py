@@ -10,7 +10,7 @@ import keras
 
 from keras_shiftinv import layers as si_layers
 from keras_shiftinv.initializers import LowPass
-from keras_shiftinv.layers.utils import (
+from keras_shiftinv.validation import (
     standardize_choice,
     standardize_filt_size,
     standardize_int,

@@ -36,7 +36,7 @@ whose height and width are multiples of the total stride (32 with the ImageNet s
 
 import keras
 
-from keras_shiftinv.layers.utils import standardize_choice
+from keras_shiftinv.validation import standardize_choice
 from zoo.blocks import (
     Builder,
     check_input_shape,

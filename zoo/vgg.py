@@ -13,7 +13,7 @@ the map, which no shift-invariant backbone can make invariant.
 
 import keras
 
-from keras_shiftinv.layers.utils import standardize_choice
+from keras_shiftinv.validation import standardize_choice
 from zoo.blocks import (
     Builder,
     check_input_shape,

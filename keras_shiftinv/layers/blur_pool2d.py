@@ -1,7 +1,7 @@
 import keras
 
 from keras_shiftinv import ops as si_ops
-from keras_shiftinv.layers.utils import (
+from keras_shiftinv.validation import (
     PAD_MODES,
     call_on_batch,
     check_input_shape,

@@ -4,7 +4,7 @@ import keras
 
 from keras_shiftinv import initializers
 from keras_shiftinv import ops as si_ops
-from keras_shiftinv.layers.utils import (
+from keras_shiftinv.validation import (
     call_on_batch,
     channel_axis,
     check_input_shape,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import zoo
-from keras_shiftinv import antialias
+from keras_shiftinv import antialias, filters
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers import (
     BlurPool2D,
@@ -22,7 +22,7 @@ from keras_shiftinv.layers import (
     PolyphaseGather2D,
     ShiftInvariantDown,
 )
-from keras_shiftinv.layers.utils import MAX_FILT_SIZE
+from keras_shiftinv.validation import MAX_FILT_SIZE
 from tests.layers import reference, reference_polyphase
 
 # (layer class, arguments): every layer of the package that takes one image tensor.
@@ -206,7 +206,7 @@ def test_largest_filt_size_matches_numpy():
         MaxBlurPool2D,
         PolyphaseDown2D,
         lambda filt_size: si_ops.blur_pool2d(_images(), filt_size),
-        si_ops.binomial_filter,
+        filters.binomial_filter,
         # The zoo and antialias() take filt_size too.
         lambda filt_size: zoo.resnet18(variant="blur", filt_size=filt_size),
         lambda filt_size: antialias(

@@ -1,4 +1,5 @@
-"""Argument standardisation shared by the layers.
+"""Argument standardisation shared by the whole package (layers, ops, zoo, data,
+training, metrics).
 
 Every check raises a `ValueError` that names the argument and the value it got, so a
 mistake is reported where it is made, not deep inside a backend kernel.
