@@ -67,6 +67,7 @@ from keras_shiftinv import (  # noqa: E402
     evaluate,
     metrics,
     plots,
+    run_folder,
     training,
 )
 from keras_shiftinv.models import load_model  # noqa: E402
@@ -411,7 +412,7 @@ def run(
         network = load_model(summary["best_model"])
         downsampling = diagnostics.downsampling_report(
             network,
-            initial_weights=os.path.join(config["out"], training.INITIAL_WEIGHTS),
+            initial_weights=os.path.join(config["out"], run_folder.INITIAL_WEIGHTS),
         )
         record = {
             "name": name,

@@ -10,6 +10,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "layers": ("keras_shiftinv.layers", None),
     "ops": ("keras_shiftinv.ops", None),
+    "initializers": ("keras_shiftinv.initializers", None),
+    "diagnostics": ("keras_shiftinv.diagnostics", None),
     "antialias": ("keras_shiftinv.convert", "antialias"),
     "BlurPool2D": ("keras_shiftinv.layers", "BlurPool2D"),
     "MaxBlurPool2D": ("keras_shiftinv.layers", "MaxBlurPool2D"),
@@ -79,6 +81,8 @@ __all__ = [
     "PolyphaseGather2D",
     "ShiftInvariantDown",
     "antialias",
+    "diagnostics",
+    "initializers",
     "layers",
     "ops",
     "__version__",

@@ -1,4 +1,8 @@
-"""Keras callbacks that watch a model's shift invariance during training."""
+"""Keras callbacks: shift consistency during training, and the train command's
+per-epoch CSV log."""
+
+import csv
+import os
 
 import keras
 
@@ -89,3 +93,58 @@ class ShiftConsistency(keras.callbacks.Callback):
         )
         if logs is not None:
             logs[self.name] = value
+
+
+def read_log(path):
+    """The rows of a run's log.csv as a list of dicts (empty if there is none)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class EpochCSVLogger(keras.callbacks.Callback):
+    """Writes one CSV row per finished epoch, keyed by the epoch number.
+
+    Unlike `keras.callbacks.CSVLogger(append=True)`, a restarted run first drops the
+    rows of the epochs it is about to redo (those finished after the last backup), so
+    the log holds every epoch exactly once. Each row is flushed to disk when written.
+
+    Args:
+        path: the CSV file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._first_epoch:
+            return
+        self._first_epoch = False
+        rows = read_log(self.path)
+        kept = [row for row in rows if int(row["epoch"]) < epoch]
+        if len(kept) < len(rows):
+            self._write(kept, list(rows[0]), mode="w")
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **(logs or {})}
+        row["learning_rate"] = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
+        rows = read_log(self.path)
+        fields = list(rows[0]) if rows else ["epoch", *sorted(set(row) - {"epoch"})]
+        self._write([row], fields, mode="a", header=not rows)
+
+    def _write(self, rows, fields, mode, header=True):
+        tmp = self.path + ".tmp" if mode == "w" else self.path
+        with open(tmp, mode, newline="") as f:
+            writer = csv.DictWriter(f, fields, restval="", extrasaction="ignore")
+            if header:
+                writer.writeheader()
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        if tmp != self.path:
+            os.replace(tmp, self.path)

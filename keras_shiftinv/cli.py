@@ -17,10 +17,10 @@ from keras_shiftinv import __version__
 
 
 def train_defaults():
-    """The train command's options and their defaults (`training.TrainConfig`)."""
-    from keras_shiftinv import training
+    """The train command's options and their defaults (`TrainConfig`)."""
+    from keras_shiftinv.train_config import TrainConfig
 
-    return {f.name: f.default for f in dataclasses.fields(training.TrainConfig)}
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -43,7 +43,7 @@ def _train_option(group, flag, help, **kwargs):
 
 def add_train_parser(parser):
     import zoo
-    from keras_shiftinv import training
+    from keras_shiftinv import schedules, train_config
 
     parser.description = (
         "Train a zoo model with model.fit and report its test accuracy and shift "
@@ -91,7 +91,9 @@ def add_train_parser(parser):
     _train_option(
         data, "--data-dir", "where the data set is (default: its usual place)"
     )
-    _train_option(data, "--augment", "training augmentation", choices=training.AUGMENTS)
+    _train_option(
+        data, "--augment", "training augmentation", choices=train_config.AUGMENTS
+    )
     _train_option(data, "--image-size", "resize images to this size", type=int)
     _train_option(
         data, "--validation-split", "part of the training split held out", type=float
@@ -114,19 +116,21 @@ def add_train_parser(parser):
     _train_option(fit, "--epochs", "number of epochs", type=int)
     _train_option(fit, "--batch-size", "global batch size", type=int)
     _train_option(
-        fit, "--optimizer", "SGD has momentum 0.9", choices=training.OPTIMIZERS
+        fit, "--optimizer", "SGD has momentum 0.9", choices=schedules.OPTIMIZERS
     )
     _train_option(
         fit, "--lr", "peak learning rate (default: 0.1 SGD, 1e-3 Adam)", type=float
     )
     _train_option(
-        fit, "--schedule", "learning-rate schedule", choices=training.SCHEDULES
+        fit, "--schedule", "learning-rate schedule", choices=schedules.SCHEDULES
     )
     _train_option(
         fit, "--warmup-fraction", "where the cyclic schedule peaks", type=float
     )
     _train_option(fit, "--weight-decay", "decoupled weight decay", type=float)
-    _train_option(fit, "--mixed-precision", "dtype policy", choices=training.PRECISIONS)
+    _train_option(
+        fit, "--mixed-precision", "dtype policy", choices=train_config.PRECISIONS
+    )
     _train_option(fit, "--seed", "random seed", type=int)
 
     run = parser.add_argument_group("run")
@@ -144,7 +148,7 @@ def add_train_parser(parser):
         "--strategy",
         "tf.distribute strategy; auto: MirroredStrategy on more than one GPU; "
         "multiworker reads TF_CONFIG",
-        choices=training.STRATEGIES,
+        choices=train_config.STRATEGIES,
     )
     _train_option(
         run, "--consistency-images", "validation images per epoch check", type=int

@@ -485,7 +485,7 @@ def _initial_weights(source):
     """The weights a model saved by the train command started from, if known."""
     if isinstance(source, keras.Model):
         return None
-    from keras_shiftinv.training import INITIAL_WEIGHTS
+    from keras_shiftinv.run_folder import INITIAL_WEIGHTS
 
     path = os.path.join(os.path.dirname(os.fspath(source)), INITIAL_WEIGHTS)
     return path if os.path.exists(path) else None

@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from keras_shiftinv.filters import binomial_filter
 from keras_shiftinv.validation import standardize_filt_size
 
 
@@ -76,7 +77,7 @@ class LowPass(keras.initializers.Initializer):
     def module_weights(self, branch, kernel_size, strides, channels, filters):
         """(kernel, pointwise kernel) of a `ShiftInvariantDown` module, as float32
         NumPy arrays in the layer's layouts."""
-        taps = filters.binomial_filter(self.filt_size)
+        taps = binomial_filter(self.filt_size)
         components = [
             _component_taps(taps, k, s, self.filt_size)
             for k, s in zip(kernel_size, strides, strict=True)

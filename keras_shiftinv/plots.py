@@ -156,3 +156,27 @@ def plot_downsampling(entries, path, reference=None):
 
 def _most_layers(entries):
     return max((len(entry.get("downsampling", [])) for entry in entries), default=1)
+
+
+def plot_training_curves(rows, path):
+    """Loss, accuracy and shift consistency per epoch of a run's log.csv rows."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    panels = [
+        ("loss", ["loss", "val_loss"]),
+        ("accuracy", ["accuracy", "val_accuracy"]),
+        ("shift consistency", ["val_consistency"]),
+    ]
+    figure = _figure(12, 3.5)
+    axes = figure.subplots(1, 3)
+    for ax, (title, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            if rows and rows[0].get(key, "") != "":
+                ax.plot(epochs, [float(row[key]) for row in rows], "o-", label=key)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    figure.savefig(path, dpi=100)

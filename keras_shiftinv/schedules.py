@@ -1,8 +1,17 @@
-"""Learning-rate schedules (Keras serializable, so saved models reload them)."""
+"""Learning-rate schedules (Keras serializable, so saved models reload them) and
+the optimizers of the train command."""
 
 import keras
 
-from keras_shiftinv.validation import standardize_int, standardize_number
+from keras_shiftinv.validation import (
+    standardize_choice,
+    standardize_int,
+    standardize_number,
+)
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cyclic", "cosine", "step", "constant")
+DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
@@ -52,3 +61,29 @@ class CyclicLR(keras.optimizers.schedules.LearningRateSchedule):
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
         }
+
+
+def make_schedule(name, lr, total_steps, warmup_fraction=0.25):
+    """The learning-rate schedule `name` over `total_steps` steps, peaking at `lr`."""
+    standardize_choice(name, "schedule", SCHEDULES)
+    if name == "cyclic":
+        warmup = min(round(warmup_fraction * total_steps), total_steps - 1)
+        return CyclicLR(lr, total_steps, warmup)
+    if name == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, total_steps)
+    if name == "step":
+        boundaries = [max(1, total_steps // 2), max(2, (3 * total_steps) // 4)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries, [lr, lr / 10, lr / 100]
+        )
+    return lr
+
+
+def make_optimizer(name, learning_rate, weight_decay):
+    """SGD with momentum 0.9 (the papers' choice) or Adam, with weight decay."""
+    standardize_choice(name, "optimizer", OPTIMIZERS)
+    if name == "sgd":
+        return keras.optimizers.SGD(
+            learning_rate, momentum=0.9, weight_decay=weight_decay or None
+        )
+    return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None)

@@ -9,7 +9,7 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
-from keras_shiftinv import cli, data, training  # noqa: E402
+from keras_shiftinv import callbacks, cli, data, run_folder, training  # noqa: E402
 from tests.shift_reference import predictions  # noqa: E402
 from tests.training_helpers import run_cli, tiny_args, write_image_folder  # noqa: E402
 
@@ -120,7 +120,7 @@ def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
         config = json.load(f)
     assert config["options"]["epochs"] == 2 and config["input_shape"] == [8, 8, 1]
     assert config["class_names"] == ["class_0", "class_1", "class_2"]
-    log = training.read_log(str(out / "log.csv"))
+    log = callbacks.read_log(str(out / "log.csv"))
     assert [row["epoch"] for row in log] == ["0", "1"]
     assert {"loss", "accuracy", "val_accuracy", "val_consistency"} <= set(log[0])
 
@@ -135,7 +135,7 @@ def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
     # Running the same command again does not train again...
     assert cli.main(args) == 0
     assert "holds a finished run" in capsys.readouterr().out
-    assert len(training.read_log(str(out / "log.csv"))) == 2
+    assert len(callbacks.read_log(str(out / "log.csv"))) == 2
     # ...and other options may not continue this run folder.
     assert cli.main([*args, "--epochs", "3"]) == 2
     assert "other options (epochs: 2 -> 3)" in capsys.readouterr().err
@@ -170,20 +170,20 @@ def test_overwrite_deletes_only_what_train_wrote(tmp_path):
     (out / "tensorboard" / "train").mkdir(parents=True)
     # The weights before training too: a new run must save its own.
     written = ("log.csv", "best.keras", "summary.json", "log.csv.tmp")
-    for name in (*written, training.INITIAL_WEIGHTS):
+    for name in (*written, run_folder.INITIAL_WEIGHTS):
         (out / name).write_text("x")
     config = {"options": {"epochs": 1}, "input_shape": [8, 8, 1]}
     (out / "config.json").write_text(json.dumps(config))
     (out / "notes.txt").write_text("mine")
     (out / "worker-1").mkdir()
-    assert training.is_run_folder(out)
-    training._prepare_run_dir(str(out), overwrite=True)
+    assert run_folder.is_run_folder(out)
+    run_folder.prepare(str(out), overwrite=True)
     assert _listing(out) == ["notes.txt", "worker-1"]
     # Another program's config.json does not make a run folder.
     (out / "config.json").write_text(json.dumps({"name": "my settings"}))
-    assert not training.is_run_folder(out)
+    assert not run_folder.is_run_folder(out)
     with pytest.raises(ValueError, match="not a run folder"):
-        training._prepare_run_dir(str(out), overwrite=True)
+        run_folder.prepare(str(out), overwrite=True)
     assert _listing(out) == ["config.json", "notes.txt", "worker-1"]
 
 

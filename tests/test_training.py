@@ -15,7 +15,7 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
-from keras_shiftinv import training  # noqa: E402
+from keras_shiftinv import callbacks, distribute, run_folder, schedules, training  # noqa: E402
 from keras_shiftinv.schedules import CyclicLR  # noqa: E402
 from tests.training_helpers import (  # noqa: E402
     REPO,
@@ -74,24 +74,24 @@ def test_cyclic_lr_bad_arguments(bad, name):
 
 
 def test_step_and_cosine_schedules():
-    step = training.make_schedule("step", 1.0, 100)
+    step = schedules.make_schedule("step", 1.0, 100)
     assert [_lr(step, s) for s in (0, 49, 51, 74, 76, 99)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01]
     )
-    cosine = training.make_schedule("cosine", 1.0, 100)
+    cosine = schedules.make_schedule("cosine", 1.0, 100)
     assert _lr(cosine, 0) == pytest.approx(1.0)
     assert _lr(cosine, 50) == pytest.approx(0.5, abs=1e-6)
     assert _lr(cosine, 100) == pytest.approx(0.0, abs=1e-6)
-    assert training.make_schedule("constant", 0.3, 100) == 0.3
-    cyclic = training.make_schedule("cyclic", 1.0, 100, warmup_fraction=0.2)
+    assert schedules.make_schedule("constant", 0.3, 100) == 0.3
+    cyclic = schedules.make_schedule("cyclic", 1.0, 100, warmup_fraction=0.2)
     assert (cyclic.total_steps, cyclic.warmup_steps) == (100, 20)
 
 
 def test_optimizers():
-    sgd = training.make_optimizer("sgd", 0.1, 5e-5)
+    sgd = schedules.make_optimizer("sgd", 0.1, 5e-5)
     assert isinstance(sgd, keras.optimizers.SGD)
     assert (sgd.momentum, sgd.weight_decay) == (0.9, 5e-5)
-    adam = training.make_optimizer("adam", 1e-3, 0.0)
+    adam = schedules.make_optimizer("adam", 1e-3, 0.0)
     assert isinstance(adam, keras.optimizers.Adam) and adam.weight_decay is None
 
 
@@ -129,14 +129,14 @@ def test_config_defaults():
 def test_strategies_on_one_cpu(monkeypatch):
     import tensorflow as tf
 
-    assert training.make_strategy("default") is tf.distribute.get_strategy()
+    assert distribute.make_strategy("default") is tf.distribute.get_strategy()
     # No GPU here: "auto" is the default strategy.
-    assert training.make_strategy("auto") is tf.distribute.get_strategy()
+    assert distribute.make_strategy("auto") is tf.distribute.get_strategy()
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match="TF_CONFIG"):
-        training.make_strategy("multiworker")
-    strategy = training.make_strategy("default")
-    assert training.worker_dir("runs/x", strategy) == "runs/x"
+        distribute.make_strategy("multiworker")
+    strategy = distribute.make_strategy("default")
+    assert distribute.worker_dir("runs/x", strategy) == "runs/x"
 
 
 def _rows(path):
@@ -150,7 +150,7 @@ def test_csv_logger_keeps_every_epoch_once(tmp_path):
     model.compile(keras.optimizers.SGD(0.25), "mse")
 
     def session(first_epoch, last_epoch):
-        logger = training.EpochCSVLogger(path)
+        logger = callbacks.EpochCSVLogger(path)
         logger.set_model(model)
         for epoch in range(first_epoch, last_epoch):
             logger.on_epoch_begin(epoch)
@@ -219,7 +219,7 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert (out / "best.keras").exists() and (out / "summary.json").exists()
     # Synchronized batch norm is a TensorFlow-only flag: not in the saved models.
     model = keras.saving.load_model(out / "final.keras")
-    assert not any(layer.synchronized for layer in training._batch_norm_layers(model))
+    assert not any(layer.synchronized for layer in distribute.batch_norm_layers(model))
 
 
 def test_multiworker_strategy_two_workers_end_equal(tmp_path):
@@ -321,7 +321,7 @@ def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, caps
     assert "run the same command again" in capsys.readouterr().err
     assert (out / "backup").exists() and not (out / "summary.json").exists()
     log = _rows(out / "log.csv")
-    initial = (out / training.INITIAL_WEIGHTS).read_bytes()
+    initial = (out / run_folder.INITIAL_WEIGHTS).read_bytes()
 
     monkeypatch.setattr(training, "_evaluate", evaluate)
     assert cli.main(args) == 0
@@ -330,10 +330,10 @@ def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, caps
     assert (out / "summary.json").exists() and not (out / "backup").exists()
     # The weights before training, kept from the first start: they load into the
     # model and differ from the trained ones.
-    assert (out / training.INITIAL_WEIGHTS).read_bytes() == initial
+    assert (out / run_folder.INITIAL_WEIGHTS).read_bytes() == initial
     trained = keras.saving.load_model(out / "final.keras")
     start = keras.models.clone_model(trained)
-    start.load_weights(out / training.INITIAL_WEIGHTS)
+    start.load_weights(out / run_folder.INITIAL_WEIGHTS)
     assert not all(
         np.array_equal(a, b)
         for a, b in zip(trained.get_weights(), start.get_weights(), strict=True)

@@ -1,0 +1,123 @@
+"""The run folder of the train command: what it holds, whether a folder is one,
+and which runs may continue in it."""
+
+import dataclasses
+import json
+import os
+import shutil
+
+from keras_shiftinv._paths import check_writable_dir
+
+# The weights before training (for `keras_shiftinv.diagnostics`).
+INITIAL_WEIGHTS = "initial.weights.h5"
+# Options a restart may change: they do not touch the training itself.
+RESUMABLE_CHANGES = ("out", "verbose", "install_data")
+
+
+def check_options(run_dir, config_dict, config_class):
+    """A run folder holds one run: refuse to continue one made with other options
+    (`config_dict`, the fields of the dataclass `config_class`)."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        previous = json.load(f)["options"]
+    # Options added since the folder was written had their default then.
+    for field in dataclasses.fields(config_class):
+        previous.setdefault(field.name, field.default)
+    changed = sorted(
+        key
+        for key in config_dict
+        if key not in RESUMABLE_CHANGES and previous.get(key) != config_dict[key]
+    )
+    if changed:
+        diffs = ", ".join(
+            f"{k}: {previous.get(k)!r} -> {config_dict[k]!r}" for k in changed
+        )
+        raise ValueError(
+            f"{run_dir} holds a run made with other options ({diffs}); continue it "
+            "with the same options, or give another --out (or --overwrite)."
+        )
+
+
+# What `train` writes in a run folder (and the temporary files it renames into
+# place): `--overwrite` deletes these and nothing else.
+RUN_ENTRIES = (
+    "config.json",
+    "log.csv",
+    "best.keras",
+    "final.keras",
+    "tensorboard",
+    "curves.png",
+    "summary.json",
+    "backup",
+    INITIAL_WEIGHTS,
+)
+
+
+def is_run_folder(path):
+    """Whether the folder `path` holds a run of `train`: its config.json as `train`
+    writes it."""
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(config, dict)
+        and isinstance(config.get("options"), dict)
+        and "input_shape" in config
+    )
+
+
+def _is_worker_dir(entry):
+    return entry.is_dir() and entry.name.startswith("worker-")
+
+
+def prepare(run_dir, overwrite):
+    """Checks, before any data is read, that `run_dir` may receive this run.
+
+    It must be writable, and new, empty or a run folder of `train`: a folder of
+    anything else is refused, with `overwrite` too, so that no user file is ever
+    written into or deleted. The folders of other workers (`worker-<index>`) and a
+    config.json being written do not count. With `overwrite`, a run folder loses
+    the files `train` wrote (`RUN_ENTRIES`); other files stay.
+    """
+    check_writable_dir(run_dir, "--out")
+    if not os.path.isdir(run_dir):
+        return
+    if is_run_folder(run_dir):
+        if overwrite:
+            clear(run_dir)
+        return
+    foreign = sorted(
+        entry.name
+        for entry in os.scandir(run_dir)
+        if not _is_worker_dir(entry) and entry.name != "config.json.tmp"
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(
+            f"--out {run_dir!r} is not empty ({shown}) and is not a run folder of "
+            "`train` (it has no config.json of a run), so it is left as it is"
+            f"{', --overwrite included' if overwrite else ''}: give a new or empty "
+            "folder to --out."
+        )
+
+
+def clear(run_dir):
+    """Deletes what `train` wrote in a run folder, but not the folders of other
+    workers (which they clear themselves, maybe at this very moment)."""
+    for name in RUN_ENTRIES:
+        for path in (os.path.join(run_dir, name), os.path.join(run_dir, name + ".tmp")):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.remove(path)
+
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
