@@ -43,7 +43,7 @@ def _train_option(group, flag, help, **kwargs):
 
 def add_train_parser(parser):
     import zoo
-    from keras_shiftinv import schedules, train_config
+    from keras_shiftinv import schedules, train_config, validation
 
     parser.description = (
         "Train a zoo model with model.fit and report its test accuracy and shift "
@@ -59,26 +59,26 @@ def add_train_parser(parser):
     _train_option(model, "--width-multiplier", "channel width factor", type=float)
     _train_option(model, "--filt-size", "blur filter size (blur variant)", type=int)
     _train_option(
-        model, "--padding", "padding of convolutions", choices=("zero", "circular")
+        model, "--padding", "padding of convolutions", choices=validation.CONV_PAD_MODES
     )
     _train_option(
         model,
         "--polyphase-order",
         "polyphase component order (group/conv3d variants)",
-        choices=("fixed", "aps"),
+        choices=validation.POLYPHASE_ORDERS,
     )
     _train_option(
         model,
         "--placement",
         "where group/conv3d put the module: replace the strided layer, or "
         "dense (the layer at stride 1, the module subsamples)",
-        choices=("replace", "dense"),
+        choices=validation.PLACEMENTS,
     )
     _train_option(
         model,
         "--module-initializer",
         "group/conv3d modules start as BlurPool2D(filt-size) with 'lowpass'",
-        choices=("lowpass",),
+        choices=[c for c in validation.MODULE_INITIALIZERS if c],
     )
 
     data = parser.add_argument_group("data")

@@ -22,7 +22,11 @@ from keras_shiftinv._keras_compat import (
 )
 from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.validation import (
+    CONV_PAD_MODES,
+    MODULE_INITIALIZERS,
     PAD_MODES,
+    PLACEMENTS,
+    POLYPHASE_ORDERS,
     channel_axis,
     spatial_axes,
     standardize_choice,
@@ -196,9 +200,9 @@ def antialias(
     blurs = method in ("blur", "aps")
     if pad_mode is None:
         pad_mode = "reflect" if blurs else "zero"
-    placement = standardize_choice(placement, "placement", ("replace", "dense"))
+    placement = standardize_choice(placement, "placement", PLACEMENTS)
     module_initializer = standardize_choice(
-        module_initializer, "module_initializer", (None, "lowpass")
+        module_initializer, "module_initializer", MODULE_INITIALIZERS
     )
     if blurs and (placement != "replace" or module_initializer is not None):
         raise ValueError(
@@ -218,10 +222,10 @@ def antialias(
         module_initializer=module_initializer,
         filt_size=standardize_filt_size(filt_size),
         pad_mode=standardize_choice(
-            pad_mode, "pad_mode", PAD_MODES if blurs else ("zero", "circular")
+            pad_mode, "pad_mode", PAD_MODES if blurs else CONV_PAD_MODES
         ),
         polyphase_order=standardize_choice(
-            polyphase_order, "polyphase_order", ("fixed", "aps")
+            polyphase_order, "polyphase_order", POLYPHASE_ORDERS
         ),
         exclude=_standardize_names(exclude, model),
         on_unsupported=standardize_choice(

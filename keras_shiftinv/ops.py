@@ -10,7 +10,9 @@ from keras import ops
 
 from keras_shiftinv import filters
 from keras_shiftinv.validation import (
+    CONV_PAD_MODES,
     PAD_MODES,
+    POLYPHASE_ORDERS,
     channel_axis,
     spatial_axes,
     standardize_choice,
@@ -170,8 +172,6 @@ def max_blur_pool2d(
 
 POLYPHASE_CRITERIA = ("l2", "l1", "linf")
 SHIFT_INVARIANT_BRANCHES = ("group", "conv3d")
-POLYPHASE_ORDERS = ("fixed", "aps")
-SHIFT_INVARIANT_PAD_MODES = ("zero", "circular")
 
 
 def pad_to_multiple(x, strides=2, pad_mode="zero", data_format=None):
@@ -488,7 +488,7 @@ def shift_invariant_down(
     polyphase_order = standardize_choice(
         polyphase_order, "polyphase_order", POLYPHASE_ORDERS
     )
-    pad_mode = standardize_choice(pad_mode, "pad_mode", SHIFT_INVARIANT_PAD_MODES)
+    pad_mode = standardize_choice(pad_mode, "pad_mode", CONV_PAD_MODES)
     check_branch_strides(branch, strides)
     if data_format == "channels_first":
         x = ops.transpose(x, (0, 2, 3, 1))

@@ -6,6 +6,10 @@ import re
 
 from keras_shiftinv.schedules import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from keras_shiftinv.validation import (
+    CONV_PAD_MODES,
+    MODULE_INITIALIZERS,
+    PLACEMENTS,
+    POLYPHASE_ORDERS,
     standardize_choice,
     standardize_filt_size,
     standardize_int,
@@ -103,15 +107,13 @@ class TrainConfig:
         # The model's options first: a typo must not wait for the data to load.
         standardize_choice(self.model, "model", zoo.list_models())
         standardize_choice(self.variant, "variant", zoo.VARIANTS)
-        standardize_choice(self.padding, "padding", zoo.blocks.PADDINGS)
-        standardize_choice(
-            self.polyphase_order, "polyphase_order", zoo.blocks.POLYPHASE_ORDERS
-        )
-        standardize_choice(self.placement, "placement", zoo.blocks.PLACEMENTS)
+        standardize_choice(self.padding, "padding", CONV_PAD_MODES)
+        standardize_choice(self.polyphase_order, "polyphase_order", POLYPHASE_ORDERS)
+        standardize_choice(self.placement, "placement", PLACEMENTS)
         standardize_choice(
             self.module_initializer,
             "module_initializer",
-            zoo.blocks.MODULE_INITIALIZERS,
+            MODULE_INITIALIZERS,
         )
         if self.variant not in ("group", "conv3d") and (
             self.placement != "replace" or self.module_initializer is not None

@@ -11,7 +11,15 @@ import numbers
 import keras
 from keras import ops
 
+# Each set of choices is named once, here, for the layers, ops, zoo builders,
+# antialias() and the commands.
 PAD_MODES = ("reflect", "replicate", "zero", "circular")
+# Convolutions and ShiftInvariantDown: zeros or wrap-around.
+CONV_PAD_MODES = ("zero", "circular")
+POLYPHASE_ORDERS = ("fixed", "aps")
+# Where ShiftInvariantDown goes, and how it starts (see zoo.blocks.Builder).
+PLACEMENTS = ("replace", "dense")
+MODULE_INITIALIZERS = (None, "lowpass")
 # The largest blur: up to 15 taps the k x k binomial kernel (products of binomial
 # coefficients over 4**(k - 1)) is exact in float32; from 16 on it rounds, and far
 # beyond, the coefficients overflow or take minutes to build.

@@ -11,17 +11,16 @@ import keras
 from keras_shiftinv import layers as si_layers
 from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.validation import (
+    CONV_PAD_MODES,
+    MODULE_INITIALIZERS,
+    PLACEMENTS,
+    POLYPHASE_ORDERS,
     standardize_choice,
     standardize_filt_size,
     standardize_int,
 )
 
 VARIANTS = ("baseline", "blur", "group", "conv3d", "aps")
-PADDINGS = ("zero", "circular")
-POLYPHASE_ORDERS = ("fixed", "aps")
-# Where "group"/"conv3d" put `ShiftInvariantDown` (see `Builder`).
-PLACEMENTS = ("replace", "dense")
-MODULE_INITIALIZERS = (None, "lowpass")
 
 # Every model is channels_last, whatever keras.config says: the zoo's contract is
 # (height, width, channels) images, and TensorFlow's CPU convs need NHWC.
@@ -127,7 +126,7 @@ class Builder:
         module_initializer=None,
     ):
         self.variant = standardize_choice(variant, "variant", VARIANTS)
-        self.padding = standardize_choice(padding, "padding", PADDINGS)
+        self.padding = standardize_choice(padding, "padding", CONV_PAD_MODES)
         self.filt_size = standardize_filt_size(filt_size)
         self.polyphase_order = standardize_choice(
             polyphase_order, "polyphase_order", POLYPHASE_ORDERS

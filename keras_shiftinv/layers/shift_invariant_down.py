@@ -5,6 +5,8 @@ import keras
 from keras_shiftinv import initializers
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.validation import (
+    CONV_PAD_MODES,
+    POLYPHASE_ORDERS,
     call_on_batch,
     channel_axis,
     check_input_shape,
@@ -123,11 +125,9 @@ class ShiftInvariantDown(keras.layers.Layer):
         self.strides = standardize_pair(strides, "strides")
         si_ops.check_branch_strides(self.branch, self.strides)
         self.polyphase_order = standardize_choice(
-            polyphase_order, "polyphase_order", si_ops.POLYPHASE_ORDERS
+            polyphase_order, "polyphase_order", POLYPHASE_ORDERS
         )
-        self.pad_mode = standardize_choice(
-            pad_mode, "pad_mode", si_ops.SHIFT_INVARIANT_PAD_MODES
-        )
+        self.pad_mode = standardize_choice(pad_mode, "pad_mode", CONV_PAD_MODES)
         self.use_bias = standardize_choice(use_bias, "use_bias", (False, True))
         self.kernel_initializer = initializers.get(kernel_initializer)
         if isinstance(self.kernel_initializer, initializers.LowPass):
