@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import time
+import typing
 
 import keras
 import tensorflow as tf
@@ -56,9 +57,21 @@ def _shardable(ds):
     return ds.with_options(options)
 
 
+class Datasets(typing.NamedTuple):
+    """The data of a run: batched float32 images (raw pixel values) and int64
+    labels, and what the model is built for."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    info: object  # keras_shiftinv.data.DatasetInfo
+    input_shape: tuple
+    train_examples: int
+
+
 def make_datasets(config):
-    """(train, validation, test, info, input_shape, train_examples) for `config`:
-    batched float32 images with raw pixel values and int64 labels."""
+    """The `Datasets` of a run of `config`."""
+
     from keras_shiftinv import data
 
     if config.dataset == "fashion_mnist":
@@ -115,7 +128,7 @@ def make_datasets(config):
     if config.test_subset is not None:
         test_full = test_full.take(config.test_subset)
     test = batches(test_full, training=False)
-    return train, val, test, info, input_shape, n_train
+    return Datasets(train, val, test, info, input_shape, n_train)
 
 
 def build_model(config, input_shape, num_classes):
@@ -188,8 +201,9 @@ def train(config, overwrite=False):
         return summary
 
     keras.utils.set_random_seed(config.seed)
-    train_ds, val_ds, test_ds, info, input_shape, n_train = make_datasets(config)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    datasets = make_datasets(config)
+    info = datasets.info
+    steps_per_epoch = math.ceil(datasets.train_examples / config.batch_size)
     os.makedirs(run_dir, exist_ok=True)
     run_folder.write_json(
         os.path.join(run_dir, "config.json"),
@@ -197,8 +211,8 @@ def train(config, overwrite=False):
             "options": options,
             "num_classes": info.num_classes,
             "class_names": list(info.class_names or []),
-            "input_shape": list(input_shape),
-            "train_examples": n_train,
+            "input_shape": list(datasets.input_shape),
+            "train_examples": datasets.train_examples,
             "steps_per_epoch": steps_per_epoch,
             "strategy": type(strategy).__name__,
             "replicas": strategy.num_replicas_in_sync,
@@ -210,7 +224,7 @@ def train(config, overwrite=False):
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     try:
         with strategy.scope():
-            model = build_model(config, input_shape, info.num_classes)
+            model = build_model(config, datasets.input_shape, info.num_classes)
             # What `diagnostics.downsampling_report` measures the change from; a
             # resumed run keeps the weights of its first start.
             initial_path = os.path.join(run_dir, INITIAL_WEIGHTS)
@@ -231,11 +245,13 @@ def train(config, overwrite=False):
                 metrics=["accuracy"],
             )
         with multiworker_fit(model):
-            fit_seconds = _fit(config, model, train_ds, val_ds, run_dir)
+            fit_seconds = _fit(
+                config, model, datasets.train, datasets.validation, run_dir
+            )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    summary = _evaluate(config, run_dir, test_ds, fit_seconds)
+    summary = _evaluate(config, run_dir, datasets.test, fit_seconds)
     run_folder.write_json(summary_path, summary)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     print(summary_line(summary))

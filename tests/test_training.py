@@ -171,12 +171,13 @@ def test_datasets_pad_28_to_32_and_split(tmp_path):
     config = training.TrainConfig(
         dataset="folder", data_dir=data_dir, batch_size=4, validation_split=0.25
     )
-    train, val, test, info, input_shape, n_train = training.make_datasets(config)
-    assert input_shape == (32, 32, 1) and info.num_classes == 3
-    assert n_train == 9
-    sizes = [sum(int(x.shape[0]) for x, _ in ds) for ds in (train, val, test)]
+    datasets = training.make_datasets(config)
+    assert datasets.input_shape == (32, 32, 1) and datasets.info.num_classes == 3
+    assert datasets.train_examples == 9
+    splits = (datasets.train, datasets.validation, datasets.test)
+    sizes = [sum(int(x.shape[0]) for x, _ in ds) for ds in splits]
     assert sizes == [9, 3, 6]
-    x, _ = next(iter(train))
+    x, _ = next(iter(datasets.train))
     assert x.dtype == "float32" and float(np.max(x)) > 1.0  # raw pixel values
 
 
