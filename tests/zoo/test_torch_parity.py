@@ -126,7 +126,7 @@ def test_blur_matches_antialiased_cnns(name, batch_norm, filt_size):
 @pytest.mark.parametrize(
     "name, batch_norm",
     [
-        pytest.param("vgg11", True, id="vgg11-bnTrue"),
+        pytest.param("vgg11", True, id="vgg11-bnTrue", marks=pytest.mark.slow),
         pytest.param("resnet18", True, id="resnet18-bnTrue"),
         pytest.param("resnet50", True, id="resnet50-bnTrue", marks=pytest.mark.slow),
     ],
