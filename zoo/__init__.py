@@ -19,7 +19,9 @@ from zoo.resnet import resnet18, resnet34, resnet50
 from zoo.torch_weights import (
     TORCHVISION_MEAN,
     TORCHVISION_STD,
+    convert_checkpoint,
     load_torch_weights,
+    torch_tensor_shapes,
     torchvision_classifier,
 )
 from zoo.vgg import vgg11, vgg13, vgg16
@@ -62,12 +64,14 @@ __all__ = [
     "TORCHVISION_MEAN",
     "TORCHVISION_STD",
     "VARIANTS",
+    "convert_checkpoint",
     "create_model",
     "list_models",
     "load_torch_weights",
     "resnet18",
     "resnet34",
     "resnet50",
+    "torch_tensor_shapes",
     "torchvision_classifier",
     "vgg11",
     "vgg13",

@@ -161,11 +161,15 @@ def read_checkpoint(source):
         if hasattr(value, "detach"):  # a torch.Tensor
             value = value.detach().cpu().float().numpy()
         try:
-            arrays[name.removeprefix("module.")] = np.asarray(value)
-        except (TypeError, ValueError) as error:
+            value = np.asarray(value)
+        except (TypeError, ValueError):
+            value = np.asarray(None)
+        if value.dtype.kind not in "biuf":
             raise ValueError(
-                f"Tensor {name!r} of the state dict is not an array: {error}"
-            ) from error
+                f"Tensor {name!r} of the state dict is not an array of numbers "
+                f"(dtype {value.dtype})."
+            )
+        arrays[name.removeprefix("module.")] = value
     return arrays
 
 
@@ -438,3 +442,76 @@ def torchvision_classifier(network, name=None):
     if not outputs_probabilities(network):
         x = keras.layers.Softmax(dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, x, name=name or network.name)
+
+
+def torch_tensor_shapes(model):
+    """The tensors `load_torch_weights` needs for `model`: {name: PyTorch shape},
+    weights and blur filters, in the model's order."""
+    plan, filters = _plan(_zoo_network(model))
+    shapes = {
+        name: _torch_shape(variable, to_keras) for variable, name, to_keras in plan
+    }
+    shapes.update({name: expected.shape for name, (_, expected) in filters.items()})
+    return shapes
+
+
+def convert_checkpoint(
+    source,
+    model_name,
+    variant=None,
+    filt_size=None,
+    batch_norm=None,
+    image_size=224,
+):
+    """A checkpoint as a ready-to-use classifier: the torchvision-flavor zoo model
+    `model_name` with the checkpoint's weights, behind `torchvision_classifier`
+    (raw RGB pixels in [0, 255] in, probabilities out).
+
+    Options left None are read from the checkpoint: `variant` ("blur" when it has
+    blur filters), `filt_size` (their size), `batch_norm` (VGG: whether it has
+    batch norms); the number of classes is always the checkpoint's.
+
+    Args:
+        source: as for `load_torch_weights`.
+        model_name: "resnet18", "resnet34", "resnet50", "vgg11", "vgg13" or "vgg16".
+        variant: "baseline" or "blur".
+        filt_size: blur taps (1 to 7) of "blur".
+        batch_norm: VGG only: whether the checkpoint is of a "vgg*_bn".
+        image_size: height and width of the inputs (VGG's "fc" head needs 224).
+
+    Returns:
+        The `keras.Model`.
+    """
+    import zoo
+
+    tensors = read_checkpoint(source)
+    filters = [value for name, value in tensors.items() if name.endswith(".filt")]
+    if variant is None:
+        variant = "blur" if filters else "baseline"
+    if filt_size is None:
+        filt_size = int(filters[0].shape[-1]) if filters else 4
+    vgg = model_name.startswith("vgg")
+    last = VGG_CLASSIFIER["logits"] if vgg else "fc"
+    logits = tensors.get(f"{last}.weight")
+    options = {
+        "variant": variant,
+        "filt_size": filt_size,
+        "num_classes": 1000 if logits is None else int(logits.shape[0]),
+        "input_shape": (image_size, image_size, 3),
+        "classifier_activation": None,
+        "flavor": "torchvision",
+    }
+    if vgg:
+        options["batch_norm"] = (
+            "features.1.running_mean" in tensors if batch_norm is None else batch_norm
+        )
+    elif batch_norm is not None:
+        raise ValueError(
+            f"`batch_norm` is an option of the VGGs; {model_name} always has batch "
+            f"norms. Received: batch_norm={batch_norm!r}"
+        )
+    network = zoo.create_model(model_name, **options)
+    load_torch_weights(network, tensors)
+    suffix = f"_lpf{filt_size}" if variant == "blur" else ""
+    bn = "_bn" if vgg and options["batch_norm"] else ""
+    return torchvision_classifier(network, name=f"{model_name}{bn}{suffix}")
