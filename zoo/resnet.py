@@ -32,6 +32,10 @@ plain stride would undo what they are for. With `padding="circular"` these are
 exactly invariant to circular shifts of the input (in inference mode), for inputs
 whose height and width are multiples of the total stride (32 with the ImageNet stem,
 8 with the CIFAR stem).
+
+`flavor="torchvision"` (variants "baseline" and "blur") is torchvision's and
+antialiased-cnns' ResNet instead, for their checkpoints (`zoo.load_torch_weights`):
+`zoo.blocks.TorchvisionBuilder` lists how it differs.
 """
 
 import keras

@@ -9,6 +9,9 @@ With `padding="circular"` and `head="gap"`, "aps" and "group"/"conv3d" with
 `polyphase_order="aps"` are exactly invariant to circular shifts of the input (in
 inference mode) whose height and width are multiples of 32; the "fc" head flattens
 the map, which no shift-invariant backbone can make invariant.
+
+`flavor="torchvision"` (variants "baseline" and "blur") is torchvision's and
+antialiased-cnns' VGG instead, for their checkpoints (`zoo.load_torch_weights`).
 """
 
 import keras

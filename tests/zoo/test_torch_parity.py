@@ -29,8 +29,9 @@ FILTER_SIZES = (2, 3, 4, 5)
 ARCHS = [(name, True) for name in RESNETS] + [
     (name, bn) for name in VGGS for bn in (False, True)
 ]
-# The default run: every family, variant and filter size once, on the smallest
-# models (about a minute on 2 cores); the rest is `slow`.
+# The default run on TensorFlow: every family, variant and filter size once, on the
+# smallest models; on JAX and PyTorch, ResNet-18 only (CI runs the zoo tests on the
+# three backends). The rest is `slow`.
 DEFAULT_BASELINE = {("resnet18", True), ("resnet50", True), ("vgg11", True)}
 DEFAULT_BLUR = {
     ("resnet18", True, 2),
@@ -38,6 +39,9 @@ DEFAULT_BLUR = {
     ("resnet50", True, 3),
     ("vgg11", False, 4),
 }
+if keras.backend.backend() != "tensorflow":
+    DEFAULT_BASELINE = {case for case in DEFAULT_BASELINE if case[0] == "resnet18"}
+    DEFAULT_BLUR = {case for case in DEFAULT_BLUR if case[0] == "resnet18"}
 
 
 def _images(batch=2, seed=0):
