@@ -6,6 +6,7 @@ The default run covers each family, both variants and every filter size once at
 the cheapest depth; `-m slow` runs every model, batch-norm option and filter size.
 """
 
+import gc
 import time
 
 import keras
@@ -42,6 +43,14 @@ DEFAULT_BLUR = {
 if keras.backend.backend() != "tensorflow":
     DEFAULT_BASELINE = {case for case in DEFAULT_BASELINE if case[0] == "resnet18"}
     DEFAULT_BLUR = {case for case in DEFAULT_BLUR if case[0] == "resnet18"}
+
+
+@pytest.fixture(autouse=True)
+def _free_memory():
+    # A VGG with its fc head is over 500 MB per copy: free each test's models.
+    yield
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def _images(batch=2, seed=0):
@@ -87,8 +96,11 @@ def _check_parity(torch_model, keras_model):
         f"(load and run {time.perf_counter() - start:.1f} s)"
     )
     assert error < RTOL, error
-    # Not a constant: the random images give different logits.
-    assert np.std(expected[:, :10], axis=0).max() > 1e-3 * np.abs(expected).max()
+    # The tolerance resolves what the input changes: the two images' logits differ
+    # by more than ten times it (deep random networks map random images to nearly
+    # the same logits, so this is not a given).
+    spread = np.abs(expected[0] - expected[1]).max()
+    assert spread > 10 * RTOL * np.abs(expected).max()
     return got
 
 
