@@ -31,7 +31,7 @@ ARCHS = [(name, True) for name in RESNETS] + [
     (name, bn) for name in VGGS for bn in (False, True)
 ]
 # The default run on TensorFlow: each family, variant and filter size once, on the
-# smallest models (the blur variants hold every layer kind of the baselines); on JAX
+# smallest models (ResNet-18's baseline has the padded strided layers); on JAX
 # and PyTorch, ResNet-18 only (CI runs the zoo tests on the three backends). The
 # rest is `slow`.
 DEFAULT_BASELINE = {("resnet18", True)}
