@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[tf-cpu,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[tf-cpu,dev,interop]"
 	touch $@
 
 # The quick Fashion-MNIST run (installs the data with apt-get if missing and root);
@@ -23,10 +23,14 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-# The whole suite on TensorFlow, then the layer tests again on JAX.
+# The whole suite on TensorFlow, then the layer and zoo tests again on JAX and on
+# PyTorch (training, data and export are TensorFlow: marked tf_only).
+BACKEND_TESTS := tests/layers tests/zoo
+
 test: setup lint
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
-	KERAS_BACKEND=jax $(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow and not tf_only" tests/layers
+	KERAS_BACKEND=jax $(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow and not tf_only" $(BACKEND_TESTS)
+	KERAS_BACKEND=torch $(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow and not tf_only" $(BACKEND_TESTS)
 
 test-slow: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests

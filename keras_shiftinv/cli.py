@@ -345,6 +345,106 @@ def add_predict_parser(parser):
     parser.set_defaults(run=run_predict)
 
 
+def add_convert_weights_parser(parser):
+    import zoo
+
+    parser.description = (
+        "Load a PyTorch checkpoint (a state dict) of torchvision's or "
+        "antialiased-cnns' ResNet-18/34/50 or VGG-11/13/16 into the zoo model "
+        "of flavor 'torchvision' and save it as a .keras file that takes raw "
+        "RGB pixels in [0, 255] (torchvision's mean/std normalization is inside "
+        "the model) and outputs probabilities, as evaluate and export expect. "
+        "Prints the top-1 class of a test image, computed by the saved file."
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="FILE",
+        help=".pth/.pt (read with torch), .safetensors or .npz state dict",
+    )
+    parser.add_argument("--model", required=True, choices=zoo.list_models())
+    parser.add_argument(
+        "--variant",
+        choices=("baseline", "blur"),
+        help="baseline (torchvision) or blur (antialiased-cnns); default: blur if "
+        "the checkpoint has blur filters",
+    )
+    parser.add_argument(
+        "--filt-size", type=int, help="blur filter size; default: the checkpoint's"
+    )
+    bn = parser.add_mutually_exclusive_group()
+    bn.add_argument(
+        "--batch-norm",
+        dest="batch_norm",
+        action="store_const",
+        const=True,
+        help="VGG: a vgg*_bn checkpoint (default: read from the checkpoint)",
+    )
+    bn.add_argument(
+        "--no-batch-norm", dest="batch_norm", action="store_const", const=False
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=224, help="input size (default: 224)"
+    )
+    parser.add_argument("--out", required=True, metavar="PATH.keras")
+    parser.add_argument(
+        "--image",
+        help="image file to classify (resized to --image-size); default: a "
+        "synthetic test image",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --out")
+    parser.set_defaults(run=run_convert_weights)
+
+
+def run_convert_weights(args):
+    import os
+
+    import keras
+    import numpy as np
+
+    import zoo
+    from keras_shiftinv.models import load_model
+
+    if not args.out.endswith(".keras"):
+        raise ValueError(f"--out must end with .keras. Received: {args.out!r}")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise ValueError(f"{args.out!r} exists: pass --overwrite to replace it.")
+    model = zoo.convert_checkpoint(
+        args.source,
+        args.model,
+        variant=args.variant,
+        filt_size=args.filt_size,
+        batch_norm=args.batch_norm,
+        image_size=args.image_size,
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    model.save(args.out)
+    size = (args.image_size, args.image_size)
+    if args.image:
+        image = keras.utils.img_to_array(
+            keras.utils.load_img(args.image, target_size=size)
+        )
+        label = args.image
+    else:
+        # Smooth colour gradients: deterministic and needs no file.
+        y, x = np.mgrid[0 : size[0], 0 : size[1]] / max(size)
+        image = 255 * np.stack([x, y, (x + y) / 2], axis=-1)
+        label = "the synthetic test image"
+    saved = load_model(args.out)
+    probabilities = keras.ops.convert_to_numpy(
+        saved(image[None].astype("float32"), training=False)
+    )[0]
+    top = int(np.argmax(probabilities))
+    print(
+        f"{model.name} ({model.count_params():,} parameters) written to {args.out}\n"
+        f"top-1 class of {label}: {top} (probability {probabilities[top]:.3f}; "
+        "ImageNet class indices, e.g. 281-285 are cats)\n"
+        f"Export it: python -m keras_shiftinv export --model {args.out} "
+        "--out models/NAME"
+    )
+
+
 def run_predict(args):
     from keras_shiftinv import predict
 
@@ -374,6 +474,10 @@ COMMANDS = {
     "export": ("SavedModel for TensorFlow Serving", add_export_parser),
     "predict": ("classify image files with a trained model", add_predict_parser),
     "models": ("list the zoo's models and variants", add_models_parser),
+    "convert-weights": (
+        "a torchvision or antialiased-cnns checkpoint as a .keras model",
+        add_convert_weights_parser,
+    ),
 }
 
 
@@ -383,7 +487,7 @@ def build_parser(commands=None):
     parser = argparse.ArgumentParser(
         prog="keras-shiftinv",
         description="Shift-invariant convnets for Keras 3: train, evaluate, "
-        "export, predict.",
+        "export, predict, convert PyTorch weights.",
     )
     parser.add_argument(
         "--version", action="version", version=f"keras-shiftinv {__version__}"

@@ -31,6 +31,7 @@ from keras_shiftinv.validation import (
     spatial_axes,
     standardize_choice,
     standardize_filt_size,
+    standardize_int,
 )
 
 METHODS = ("blur", "aps", "group", "conv3d")
@@ -91,6 +92,7 @@ def antialias(
     verbose=False,
     placement="replace",
     module_initializer=None,
+    max_pool_size=None,
 ):
     """Rewrites the downsampling layers of a Keras model to make it shift-invariant.
 
@@ -111,7 +113,11 @@ def antialias(
       up to the bias at the border with pad_mode "zero", so this is the same
       function at a quarter of the conv's cost), and a larger one on its output.
     - a strided `MaxPooling2D` becomes `MaxBlurPool2D` (its padding "valid"), or a
-      stride-1 `MaxPooling2D` with padding "same" then `BlurPool2D`.
+      stride-1 `MaxPooling2D` with padding "same" then `BlurPool2D`. With
+      `max_pool_size=m` it becomes `MaxBlurPool2D(m)` reading the pool's input
+      before any padding layers, as in antialiased-cnns' ResNets, whose 2x2 max
+      at stride 1 on the unpadded map replaces torchvision's 3x3 pool padded by 1
+      (the output shape must stay the same, or a `ValueError` names the pool).
     - a strided `AveragePooling2D` becomes the same pooling at stride 1, then
       `BlurPool2D`: a box filter times a binomial one.
 
@@ -175,6 +181,9 @@ def antialias(
         on_unsupported: "raise" or "warn" (keep the layer, warn).
         return_report: also return the list of `Change`s.
         verbose: print the changes.
+        max_pool_size: with "blur", the max window of the `MaxBlurPool2D` that
+            replaces each strided `MaxPooling2D`, on its unpadded input (None:
+            the pool's own window and input).
 
     Returns:
         The new model (functional, or Sequential for a Sequential model;
@@ -232,6 +241,7 @@ def antialias(
             on_unsupported, "on_unsupported", ("raise", "warn")
         ),
         taken=set(_layer_names(model)),
+        max_pool_size=_standardize_max_pool_size(max_pool_size, method),
     )
     new_model = converter.convert_model(model, prefix="")
     converter.copy_weights()
@@ -241,6 +251,17 @@ def antialias(
         for change in converter.report:
             print(change)
     return (new_model, converter.report) if return_report else new_model
+
+
+def _standardize_max_pool_size(max_pool_size, method):
+    if max_pool_size is None:
+        return None
+    if method != "blur":
+        raise ValueError(
+            "`max_pool_size` applies to method='blur'. "
+            f"Received: method={method!r}, max_pool_size={max_pool_size!r}"
+        )
+    return standardize_int(max_pool_size, "max_pool_size")
 
 
 def _is_layer(op):
@@ -352,6 +373,7 @@ class _Rewrite:
     layers: tuple
     action: str
     subsample: bool
+    unpadded: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,7 +412,9 @@ class _Converter:
         exclude,
         on_unsupported,
         taken,
+        max_pool_size=None,
     ):
+        self.max_pool_size = max_pool_size
         self.method = method
         self.placement = placement
         self.module_initializer = module_initializer
@@ -523,9 +547,25 @@ class _Converter:
             return new(*args, **kwargs)
         if not rewrite.subsample:
             self._record(op, state.prefix, rewrite.action, rewrite.layers)
+        if rewrite.unpadded:
+            expected = op.compute_output_shape(args[0].shape)
+            x = args[0]
+            args = (_unpadded(x), *args[1:])
+            # A rebuilt Sequential must not call the padding layers skipped here.
+            while x is not args[0]:
+                layer, node_index, _ = x._keras_history
+                if layer in state.called:
+                    state.called.remove(layer)
+                x = layer._inbound_nodes[node_index].input_tensors[0]
         outputs = _call_new(rewrite.layers[0], op, *args, **kwargs)
         for layer in rewrite.layers[1:]:
             outputs = _call_new(layer, op, outputs)
+        if rewrite.unpadded and tuple(outputs.shape) != tuple(expected):
+            raise ValueError(
+                f"antialias(max_pool_size={self.max_pool_size}) would change the "
+                f"output shape of {state.prefix + op.name!r} from {tuple(expected)} to "
+                f"{tuple(outputs.shape)}: leave max_pool_size=None or exclude it."
+            )
         state.called.extend(rewrite.layers)
         return outputs
 
@@ -597,13 +637,14 @@ class _Converter:
         dtype = layer.dtype_policy
         if self.method in ("group", "conv3d") and self.placement == "replace":
             return self._shift_invariant_down(layer, strides)
+        resized = self.max_pool_size is not None
         if (
             self.method == "blur"
             and isinstance(layer, keras.layers.MaxPooling2D)
-            and layer.padding == "valid"
+            and (layer.padding == "valid" or resized)
         ):
             new = si_layers.MaxBlurPool2D(
-                pool_size=layer.pool_size,
+                pool_size=self.max_pool_size if resized else layer.pool_size,
                 filt_size=self.filt_size,
                 strides=strides,
                 pad_mode=self.pad_mode,
@@ -611,6 +652,9 @@ class _Converter:
                 name=layer.name,
                 dtype=dtype,
             )
+            if resized:
+                action = f"-> MaxBlurPool2D({self.max_pool_size}) on the unpadded input"
+                return _Rewrite((new,), action, subsample=False, unpadded=True)
             return _Rewrite((new,), "-> MaxBlurPool2D", subsample=False)
         return _Rewrite(
             (self._clone(layer, strides=1),),

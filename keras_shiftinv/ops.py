@@ -48,7 +48,10 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
     axes = spatial_axes(data_format)
     for axis, pad in zip(axes, padding, strict=True):
         filters.check_pad_fits(x.shape[axis], pad, pad_mode, axis)
-    if pad_mode in ("zero", "reflect"):
+    # Keras' torch ops.pad cannot reflect one axis of a channels_first 4D tensor
+    # (torch's reflection pads need both spatial axes): slices do it there.
+    torch_reflect = pad_mode == "reflect" and keras.backend.backend() == "torch"
+    if pad_mode == "zero" or (pad_mode == "reflect" and not torch_reflect):
         widths = [[0, 0]] * 4
         for axis, pad in zip(axes, padding, strict=True):
             widths[axis] = list(pad)
@@ -65,6 +68,11 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
         if pad_mode == "circular":
             head = _slice_axis(x, axis, -before, None) if before else None
             tail = _slice_axis(x, axis, 0, after) if after else None
+        elif pad_mode == "reflect":
+            head = _slice_axis(x, axis, 1, before + 1) if before else None
+            tail = _slice_axis(x, axis, -after - 1, -1) if after else None
+            head = None if head is None else ops.flip(head, axis=axis)
+            tail = None if tail is None else ops.flip(tail, axis=axis)
         else:
             head = ops.repeat(_slice_axis(x, axis, 0, 1), before, axis=axis)
             tail = ops.repeat(_slice_axis(x, axis, -1, None), after, axis=axis)

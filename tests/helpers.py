@@ -21,6 +21,12 @@ def input_gradient(fn, x):
         import jax
 
         return np.asarray(jax.grad(lambda v: keras.ops.sum(fn(v)))(x))
+    if backend == "torch":
+        import torch
+
+        x = torch.tensor(np.asarray(x), requires_grad=True)
+        keras.ops.sum(fn(x)).backward()
+        return x.grad.numpy()
     raise NotImplementedError(f"no gradient helper for backend {backend!r}")
 
 

@@ -212,3 +212,68 @@ def test_an_out_that_cannot_be_written_fails_before_any_work(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "output folder" in err and str(out) in err
+
+
+def _converted(tmp_path):
+    """A random antialiased-cnns-style ResNet-18 checkpoint (lpf3, 10 classes), a
+    folder of RGB test images and the convert-weights arguments."""
+    from PIL import Image
+
+    import zoo
+
+    reference = zoo.resnet18(
+        variant="blur", filt_size=3, num_classes=10, flavor="torchvision"
+    )
+    rng = np.random.default_rng(0)
+    checkpoint = {}
+    for name, shape in zoo.torch_tensor_shapes(reference).items():
+        value = rng.uniform(0.5, 1.5, shape) if "running_var" in name else None
+        if name.endswith(".filt"):
+            value = np.tile(np.outer([1, 2, 1], [1, 2, 1]) / 16, (shape[0], 1, 1, 1))
+        if value is None:
+            value = rng.standard_normal(shape) * 0.05
+        checkpoint[name] = value.astype("float32")
+    np.savez(tmp_path / "resnet18_lpf3.npz", **checkpoint)
+    for k in range(2):
+        folder = tmp_path / "images" / "test" / f"class_{k}"
+        folder.mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    out = tmp_path / "models" / "resnet18-lpf3.keras"
+    args = ["convert-weights", "--from", str(tmp_path / "resnet18_lpf3.npz")]
+    args += ["--model", "resnet18", "--image-size", "64", "--out", str(out)]
+    args += ["--image", str(tmp_path / "images" / "test" / "class_0" / "0.png")]
+    return args, out
+
+
+def test_convert_weights_then_export(tmp_path, capsys):
+    args, out = _converted(tmp_path)
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "resnet18_lpf3" in printed and "top-1 class of" in printed
+    assert cli.main(args) == 2  # it exists: --overwrite replaces it
+    assert "--overwrite" in capsys.readouterr().err
+
+    from keras_shiftinv.models import load_model, outputs_probabilities
+
+    model = load_model(out)
+    assert outputs_probabilities(model) and model.output_shape == (None, 10)
+    network = model.get_layer("resnet18_blur_torchvision")
+    assert network.get_layer("stem_pool").filt_size == 3
+    assert cli.main(["export", "--model", str(out), "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "1" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_converted_model_evaluates(tmp_path):
+    args, out = _converted(tmp_path)
+    assert cli.main(args) == 0
+    evaluation = run_cli(
+        ["evaluate", "--model", str(out), "--dataset", "folder", "--data-dir"]
+        + [str(tmp_path / "images"), "--image-size", "64", "--images", "4"]
+        + ["--detail-images", "2", "--max-shift", "2", "--out", str(tmp_path / "ev")]
+        + ["--verbose", "0"]
+    )
+    assert evaluation.returncode == 0, evaluation.stderr
+    assert (tmp_path / "ev" / "report.json").exists()

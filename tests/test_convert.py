@@ -588,3 +588,43 @@ def test_channels_first_matches_channels_last():
             _numpy(last(x)),
             atol=1e-5,
         )
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_max_pool_size_reads_the_unpadded_input(sequential):
+    # antialiased-cnns' ResNet stem: a 2x2 max at stride 1 on the unpadded map
+    # where torchvision pads by 1 for a 3x3 max at stride 2.
+    layers = [
+        L.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
+        L.ZeroPadding2D(1, name="pool_pad"),
+        L.MaxPooling2D(3, strides=2, name="pool"),
+    ]
+    if sequential:
+        model = keras.Sequential([keras.Input((16, 16, 3)), *layers])
+    else:
+        inputs = keras.Input((16, 16, 3))
+        x = inputs
+        for layer in layers:
+            x = layer(x)
+        model = keras.Model(inputs, x)
+    converted, report = antialias(
+        model, filt_size=3, max_pool_size=2, return_report=True
+    )
+    assert converted.output_shape == model.output_shape == (None, 8, 8, 4)
+    assert "pool_pad" not in [layer.name for layer in converted.layers]
+    pool = converted.get_layer("pool")
+    assert isinstance(pool, MaxBlurPool2D) and pool.pool_size == (2, 2)
+    assert any("on the unpadded input" in str(change) for change in report)
+    x = _random((2, 16, 16, 3))
+    features = _numpy(model.get_layer("conv")(x))
+    expected = _numpy(MaxBlurPool2D(2, filt_size=3, pad_mode="reflect")(features))
+    np.testing.assert_allclose(_numpy(converted(x)), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool_size_errors():
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, L.MaxPooling2D(3, strides=2, name="pool")(inputs))
+    with pytest.raises(ValueError, match="method='blur'"):
+        antialias(model, method="aps", max_pool_size=2)
+    with pytest.raises(ValueError, match="output shape of 'pool'"):
+        antialias(model, max_pool_size=2)

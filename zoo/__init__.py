@@ -7,13 +7,23 @@
 ...                          input_shape=(32, 32, 3), stem="cifar")
 
 Every builder returns a functional `keras.Model` taking float32 images and returning
-class probabilities (float32); `zoo.VARIANTS` lists the variants.
+class probabilities (float32); `zoo.VARIANTS` lists the variants. With
+`flavor="torchvision"` they are torchvision's and antialiased-cnns' networks, and
+`zoo.load_torch_weights` loads those projects' checkpoints.
 """
 
 import inspect
 
 from zoo.blocks import VARIANTS
 from zoo.resnet import resnet18, resnet34, resnet50
+from zoo.torch_weights import (
+    TORCHVISION_MEAN,
+    TORCHVISION_STD,
+    convert_checkpoint,
+    load_torch_weights,
+    torch_tensor_shapes,
+    torchvision_classifier,
+)
 from zoo.vgg import vgg11, vgg13, vgg16
 
 _MODELS = {
@@ -51,12 +61,18 @@ def create_model(name, **kwargs):
 
 
 __all__ = [
+    "TORCHVISION_MEAN",
+    "TORCHVISION_STD",
     "VARIANTS",
+    "convert_checkpoint",
     "create_model",
     "list_models",
+    "load_torch_weights",
     "resnet18",
     "resnet34",
     "resnet50",
+    "torch_tensor_shapes",
+    "torchvision_classifier",
     "vgg11",
     "vgg13",
     "vgg16",

@@ -362,3 +362,97 @@ def classifier(
     return keras.layers.Activation(
         classifier_activation or "linear", dtype="float32", name="predictions"
     )(x)
+
+
+FLAVORS = ("keras", "torchvision")
+TORCHVISION_VARIANTS = ("baseline", "blur")
+
+
+def check_flavor(flavor, variant, **keras_only):
+    """Validates `flavor`; the torchvision flavor is torchvision's and
+    antialiased-cnns' networks, so it takes none of the options in `keras_only`
+    (name -> (value, default)) away from their defaults."""
+    flavor = standardize_choice(flavor, "flavor", FLAVORS)
+    if flavor == "torchvision":
+        if variant not in TORCHVISION_VARIANTS:
+            raise ValueError(
+                "flavor='torchvision' builds the variants 'baseline' (torchvision) "
+                f"and 'blur' (antialiased-cnns). Received: variant={variant!r}"
+            )
+        for option, (value, default) in keras_only.items():
+            if value != default:
+                raise ValueError(
+                    f"`{option}` must stay {default!r} with flavor='torchvision' "
+                    f"(the PyTorch networks have no such option). "
+                    f"Received: {option}={value!r}"
+                )
+    return flavor
+
+
+class TorchvisionBuilder(Builder):
+    """The layers of torchvision's networks ("baseline") and of antialiased-cnns'
+    ("blur", Zhang 2019), to float rounding, so that their checkpoints load.
+
+    What differs from `Builder`:
+
+    - Strided convs and pools pad like PyTorch, by k // 2 on every side
+      (`ZeroPadding2D`, then "valid"): Keras' "same" pads only the bottom and right
+      of an even-sized map at stride 2, which samples another grid.
+    - "blur" follows antialiased-cnns: every max pool, the 3x3 stem pool too,
+      becomes a 2x2 max at stride 1 without padding, then `BlurPool2D`; every blur
+      reflects at the border.
+    - `conv_bias=True` keeps the convs' bias under batch normalization (torchvision's
+      VGG with BN has one).
+
+    Args:
+        variant: "baseline" or "blur".
+        filt_size: taps of the blur filter of "blur" (1 to 7).
+        conv_bias: whether every conv has a bias.
+    """
+
+    def __init__(self, variant, filt_size=4, conv_bias=False):
+        standardize_choice(variant, "variant", TORCHVISION_VARIANTS)
+        super().__init__(variant, "zero", filt_size)
+        self.conv_bias = conv_bias
+
+    def conv(self, x, filters, kernel_size, name, strides=1, use_bias=False):
+        use_bias = use_bias or self.conv_bias
+        if strides == 1:
+            return super().conv(x, filters, kernel_size, name, use_bias=use_bias)
+        pad = kernel_size // 2
+        x = self.pad(x, ((pad, pad), (pad, pad)), f"{name}_pad")
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="valid",
+            use_bias=use_bias,
+            kernel_initializer="he_normal",
+            data_format=DATA_FORMAT,
+            name=name,
+        )(x)
+
+    def max_pool(self, x, pool_size, name, batch_norm=True):
+        if self.variant == "blur":
+            return si_layers.MaxBlurPool2D(
+                2,
+                filt_size=self.filt_size,
+                pad_mode="reflect",
+                data_format=DATA_FORMAT,
+                name=name,
+            )(x)
+        # Zero padding is -inf padding here: the inputs are ReLU outputs.
+        pad = (pool_size - 1) // 2
+        x = self.pad(x, ((pad, pad), (pad, pad)), f"{name}_pad")
+        return keras.layers.MaxPooling2D(
+            pool_size, strides=2, padding="valid", data_format=DATA_FORMAT, name=name
+        )(x)
+
+    def _blur(self, x, strides, name):
+        return si_layers.BlurPool2D(
+            self.filt_size,
+            strides=strides,
+            pad_mode="reflect",
+            data_format=DATA_FORMAT,
+            name=name,
+        )(x)

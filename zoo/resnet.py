@@ -32,6 +32,10 @@ plain stride would undo what they are for. With `padding="circular"` these are
 exactly invariant to circular shifts of the input (in inference mode), for inputs
 whose height and width are multiples of the total stride (32 with the ImageNet stem,
 8 with the CIFAR stem).
+
+`flavor="torchvision"` (variants "baseline" and "blur") is torchvision's and
+antialiased-cnns' ResNet instead, for their checkpoints (`zoo.load_torch_weights`):
+`zoo.blocks.TorchvisionBuilder` lists how it differs.
 """
 
 import keras
@@ -39,6 +43,8 @@ import keras
 from keras_shiftinv.validation import standardize_choice
 from zoo.blocks import (
     Builder,
+    TorchvisionBuilder,
+    check_flavor,
     check_input_shape,
     check_sizes,
     classifier,
@@ -71,9 +77,15 @@ def basic_block(builder, x, filters, strides, prefix):
 
 
 def bottleneck_block(builder, x, filters, strides, prefix):
-    """1x1 (with the stride), 3x3, then 1x1 to `4 * filters` channels."""
-    h, index = builder.conv_unit(x, filters, 1, prefix, "1", strides=strides)
-    h, _ = builder.conv_unit(h, filters, 3, prefix, "2")
+    """1x1 (with the stride), 3x3, then 1x1 to `4 * filters` channels. The
+    torchvision flavor strides the 3x3 instead (torchvision's "ResNet v1.5")."""
+    stride_on_3x3 = isinstance(builder, TorchvisionBuilder)
+    h, index = builder.conv_unit(
+        x, filters, 1, prefix, "1", strides=1 if stride_on_3x3 else strides
+    )
+    h, _ = builder.conv_unit(
+        h, filters, 3, prefix, "2", strides=strides if stride_on_3x3 else 1
+    )
     out = BOTTLENECK_EXPANSION * filters
     h, _ = builder.conv_unit(h, out, 1, prefix, "3", relu=False)
     return _residual(builder, x, h, out, strides, prefix, index)
@@ -98,12 +110,31 @@ def resnet(
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     """Builds the ResNet `arch` (a key of `RESNETS`); see `resnet18`."""
     block_type, stage_blocks = RESNETS[arch]
-    builder = Builder(
-        variant, padding, filt_size, polyphase_order, placement, module_initializer
+    flavor = check_flavor(
+        flavor,
+        variant,
+        stem=(stem, "imagenet"),
+        padding=(padding, "zero"),
+        polyphase_order=(polyphase_order, "fixed"),
+        placement=(placement, "replace"),
+        module_initializer=(module_initializer, None),
+        antialias_stem=(antialias_stem, False),
     )
+    if flavor == "torchvision":
+        builder = TorchvisionBuilder(variant, filt_size)
+    else:
+        builder = Builder(
+            variant,
+            padding,
+            filt_size,
+            polyphase_order,
+            placement,
+            module_initializer,
+        )
     check_sizes(width_multiplier, num_classes)
     standardize_choice(stem, "stem", STEMS)
     if not isinstance(antialias_stem, bool):
@@ -146,7 +177,9 @@ def resnet(
 
     if include_top:
         x = classifier(x, num_classes, classifier_activation)
-    return keras.Model(inputs, x, name=name or f"{arch}_{variant}")
+    if name is None:
+        name = f"{arch}_{variant}" + ("_torchvision" if flavor == "torchvision" else "")
+    return keras.Model(inputs, x, name=name)
 
 
 _DOC = """{title} in the shift-invariance variant `variant`.
@@ -177,7 +210,15 @@ _DOC = """{title} in the shift-invariance variant `variant`.
             in "blur" and fixed-order "group"/"conv3d" (adaptive variants always do).
         classifier_activation: activation of the "predictions" layer (float32),
             None for logits.
-        name: model name; default "{arch}_<variant>".
+        name: model name; default "{arch}_<variant>" ("_torchvision" appended
+            with that flavor).
+        flavor: "keras" (the networks above) or "torchvision": torchvision's
+            ResNet ("baseline", the bottleneck's stride on its 3x3 conv) or
+            antialiased-cnns' ("blur": MaxPool 2x2/1 + `BlurPool2D` in the stem,
+            blurs reflecting), to float rounding, for their checkpoints
+            (`zoo.load_torch_weights`). It takes the ImageNet stem, zero padding
+            and no `antialias_stem`; inputs are normalized with torchvision's
+            mean and std (`zoo.TORCHVISION_MEAN`, `zoo.TORCHVISION_STD`).
 
     Returns:
         A functional `keras.Model`.
@@ -206,6 +247,7 @@ def resnet18(
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     return resnet("resnet18", **locals())
 
@@ -225,6 +267,7 @@ def resnet34(
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     return resnet("resnet34", **locals())
 
@@ -244,6 +287,7 @@ def resnet50(
     antialias_stem=False,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     return resnet("resnet50", **locals())
 

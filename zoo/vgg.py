@@ -9,6 +9,9 @@ With `padding="circular"` and `head="gap"`, "aps" and "group"/"conv3d" with
 `polyphase_order="aps"` are exactly invariant to circular shifts of the input (in
 inference mode) whose height and width are multiples of 32; the "fc" head flattens
 the map, which no shift-invariant backbone can make invariant.
+
+`flavor="torchvision"` (variants "baseline" and "blur") is torchvision's and
+antialiased-cnns' VGG instead, for their checkpoints (`zoo.load_torch_weights`).
 """
 
 import keras
@@ -16,6 +19,8 @@ import keras
 from keras_shiftinv.validation import standardize_choice
 from zoo.blocks import (
     Builder,
+    TorchvisionBuilder,
+    check_flavor,
     check_input_shape,
     check_sizes,
     classifier,
@@ -48,14 +53,39 @@ def vgg(
     placement="replace",
     module_initializer=None,
     batch_norm=True,
-    head="gap",
+    head=None,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
-    builder = Builder(
-        variant, padding, filt_size, polyphase_order, placement, module_initializer
+    flavor = check_flavor(
+        flavor,
+        variant,
+        padding=(padding, "zero"),
+        polyphase_order=(polyphase_order, "fixed"),
+        placement=(placement, "replace"),
+        module_initializer=(module_initializer, None),
     )
+    if flavor == "torchvision":
+        if head not in (None, "fc"):
+            raise ValueError(
+                "flavor='torchvision' has torchvision's head, 'fc'. "
+                f"Received: head={head!r}"
+            )
+        # torchvision's VGG keeps the convs' bias under batch normalization.
+        builder = TorchvisionBuilder(variant, filt_size, conv_bias=True)
+        head = "fc"
+    else:
+        builder = Builder(
+            variant,
+            padding,
+            filt_size,
+            polyphase_order,
+            placement,
+            module_initializer,
+        )
+        head = "gap" if head is None else head
     check_sizes(width_multiplier, num_classes)
     standardize_choice(head, "head", HEADS)
     if not isinstance(batch_norm, bool):
@@ -92,7 +122,9 @@ def vgg(
         x = classifier(
             x, num_classes, classifier_activation, hidden, flatten=head == "fc"
         )
-    return keras.Model(inputs, x, name=name or f"{arch}_{variant}")
+    if name is None:
+        name = f"{arch}_{variant}" + ("_torchvision" if flavor == "torchvision" else "")
+    return keras.Model(inputs, x, name=name)
 
 
 _DOC = """{title} in the shift-invariance variant `variant`.
@@ -120,11 +152,21 @@ _DOC = """{title} in the shift-invariance variant `variant`.
         module_initializer: None or "lowpass" (every module starts as
             `BlurPool2D(filt_size)`) for "group"/"conv3d".
         batch_norm: batch normalization after every conv.
-        head: "gap" (global average pooling, then the classifier) or "fc" (flatten,
-            two 4096-unit ReLU layers with dropout 0.5, then the classifier).
+        head: "gap" (global average pooling, then the classifier; the default) or
+            "fc" (flatten, two 4096-unit ReLU layers with dropout 0.5, then the
+            classifier; the torchvision flavor's head).
         classifier_activation: activation of the "predictions" layer (float32),
             None for logits.
-        name: model name; default "{arch}_<variant>".
+        name: model name; default "{arch}_<variant>" ("_torchvision" appended
+            with that flavor).
+        flavor: "keras" (the networks above) or "torchvision": torchvision's VGG
+            ("baseline"; "{arch}_bn" with `batch_norm=True`) or antialiased-cnns'
+            ("blur": MaxPool 2x2/1 + `BlurPool2D` reflecting), to float rounding,
+            for their checkpoints (`zoo.load_torch_weights`): the "fc" head, convs
+            with a bias, zero padding. torchvision average-pools the last map to
+            7x7, which the "fc" head reads as it is: use 224x224 inputs
+            normalized with torchvision's mean and std (`zoo.TORCHVISION_MEAN`,
+            `zoo.TORCHVISION_STD`).
 
     Returns:
         A functional `keras.Model`.
@@ -150,9 +192,10 @@ def vgg11(
     placement="replace",
     module_initializer=None,
     batch_norm=True,
-    head="gap",
+    head=None,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     return vgg("vgg11", **locals())
 
@@ -169,9 +212,10 @@ def vgg13(
     placement="replace",
     module_initializer=None,
     batch_norm=True,
-    head="gap",
+    head=None,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     return vgg("vgg13", **locals())
 
@@ -188,9 +232,10 @@ def vgg16(
     placement="replace",
     module_initializer=None,
     batch_norm=True,
-    head="gap",
+    head=None,
     classifier_activation="softmax",
     name=None,
+    flavor="keras",
 ):
     return vgg("vgg16", **locals())
 

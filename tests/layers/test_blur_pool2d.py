@@ -75,7 +75,12 @@ def test_both_portable_blur_formulations_are_exact(filt_size):
                 reference.to_last(got, data_format), expected, rtol=1e-5, atol=1e-5
             )
             gradients.append(
-                input_gradient(lambda v, a=args, u=upstream: _padded_blur(v, *a) * u, x)
+                input_gradient(
+                    lambda v, a=args, u=upstream: keras.ops.multiply(
+                        _padded_blur(v, *a), u
+                    ),
+                    x,
+                )
             )
         np.testing.assert_allclose(*gradients, rtol=1e-5, atol=1e-5)
 

@@ -46,8 +46,24 @@ def _check_model(model, x, tmp_path):
     assert not unchanged
 
 
+# CI runs the zoo tests on TensorFlow, JAX and PyTorch: on JAX and PyTorch, every
+# variant of each block type (ResNet-18, ResNet-50, VGG-11) by default.
+OTHER_BACKENDS_SLOW = ("resnet34", "vgg13", "vgg16")
+
+
+def _model_params():
+    slow = keras.backend.backend() != "tensorflow"
+    return [
+        pytest.param(
+            name,
+            marks=(pytest.mark.slow,) if slow and name in OTHER_BACKENDS_SLOW else (),
+        )
+        for name in MODELS
+    ]
+
+
 @pytest.mark.parametrize("variant", zoo.VARIANTS)
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", _model_params())
 def test_every_model_and_variant(name, variant, tmp_path):
     _check_model(small_model(name, variant), images(), tmp_path)
 
