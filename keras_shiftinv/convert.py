@@ -553,10 +553,10 @@ class _Converter:
             args = (_unpadded(x), *args[1:])
             # A rebuilt Sequential must not call the padding layers skipped here.
             while x is not args[0]:
-                layer, node_index, _ = x._keras_history
-                if layer in state.called:
-                    state.called.remove(layer)
-                x = layer._inbound_nodes[node_index].input_tensors[0]
+                node = producing_node(x)
+                if node.operation in state.called:
+                    state.called.remove(node.operation)
+                x = node.input_tensors[0]
         outputs = _call_new(rewrite.layers[0], op, *args, **kwargs)
         for layer in rewrite.layers[1:]:
             outputs = _call_new(layer, op, outputs)

@@ -1,6 +1,6 @@
 """Saved Keras models: loading them with clear errors, reading their structure."""
 
-import importlib.util
+import importlib
 import os
 import zipfile
 
@@ -45,12 +45,11 @@ def load_model(path, compile=False):
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise _not_a_model(path, "a .keras file is a zip archive and this is not one")
     # Deserialisation looks custom classes up by registered name: the package's
-    # layers and schedule are registered by importing them (the command line does
-    # not import them with the package), the zoo's by importing it.
-    importlib.import_module("keras_shiftinv.layers")
-    importlib.import_module("keras_shiftinv.schedules")
-    if importlib.util.find_spec("zoo") is not None:
-        import zoo  # noqa: F401
+    # layers, initializer and schedule are registered by importing them (the
+    # command line does not import them with the package). The zoo registers
+    # nothing: its models are functional models of these layers.
+    for module in ("layers", "initializers", "schedules"):
+        importlib.import_module(f"keras_shiftinv.{module}")
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as err:  # Keras raises many types for a corrupt file.

@@ -26,6 +26,13 @@ SNIPPETS = {
     "zoo.list_models()": ("zoo", []),
     "keras_shiftinv.antialias(base, return_report=True)": ("antialias", []),
     "tf.saved_model.load(": ("serving", []),
+    "zoo.load_torch_weights(model,": (
+        "torch_weights",
+        [
+            ("zoo.resnet50(", "zoo.resnet18("),
+            ('"resnet50_lpf3.pth.tar"', '"resnet18_lpf3.npz"'),
+        ],
+    ),
     "data.load(": (
         "data",
         [
@@ -73,6 +80,26 @@ def _run(code, folder, monkeypatch):
 )
 def test_snippet_runs(name, tmp_path, monkeypatch):
     _run(_snippet(name), tmp_path, monkeypatch)
+
+
+def test_torch_weights_snippet_runs(tmp_path, monkeypatch):
+    # A checkpoint with antialiased-cnns' names and shapes (random weights, the
+    # 3-tap blur buffers) where the snippet reads its file.
+    import zoo
+
+    model = zoo.resnet18(variant="blur", filt_size=3, flavor="torchvision")
+    rng = np.random.default_rng(0)
+    checkpoint = {}
+    for name, shape in zoo.torch_tensor_shapes(model).items():
+        if name.endswith(".filt"):
+            taps = np.outer([1, 2, 1], [1, 2, 1]) / 16
+            checkpoint[name] = np.tile(taps, (shape[0], 1, 1, 1)).astype("float32")
+        else:
+            checkpoint[name] = (0.05 * rng.standard_normal(shape)).astype("float32")
+            if "running_var" in name:
+                checkpoint[name] = np.abs(checkpoint[name]) + 1
+    np.savez(tmp_path / "resnet18_lpf3.npz", **checkpoint)
+    _run(_snippet("torch_weights"), tmp_path, monkeypatch)
 
 
 class _FakeServing(http.server.BaseHTTPRequestHandler):

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_shiftinv import layers as si_layers
+from keras_shiftinv._keras_compat import producer
 from keras_shiftinv.filters import binomial_filter
 
 # torchvision's ImageNet normalization of RGB images scaled to [0, 1].
@@ -344,7 +345,7 @@ def _conv_kernel(value):
 def _dense_kernel(layer):
     """(out, in) -> (in, out); after a Flatten, PyTorch's NCHW order of the inputs
     becomes Keras' NHWC."""
-    source = layer.input._keras_history.operation
+    source = producer(layer.input)
     if not isinstance(source, keras.layers.Flatten):
         return np.transpose
     height, width, channels = source.input.shape[1:]
