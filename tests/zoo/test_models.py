@@ -6,7 +6,14 @@ import pytest
 
 import zoo
 from keras_shiftinv import layers as si_layers
-from tests.zoo.utils import NUM_CLASSES, images, predict, small_model
+from tests.zoo.utils import (
+    NUM_CLASSES,
+    OTHER_BACKEND,
+    images,
+    predict,
+    slow_on_other_backends,
+    small_model,
+)
 
 MODELS = zoo.list_models()
 POLYPHASE = ("group", "conv3d", "aps")
@@ -46,17 +53,20 @@ def _check_model(model, x, tmp_path):
     assert not unchanged
 
 
-# CI runs the zoo tests on TensorFlow, JAX and PyTorch: on JAX and PyTorch, every
-# variant of each block type (ResNet-18, ResNet-50, VGG-11) by default.
+# On JAX and PyTorch, every variant of each block type (ResNet-18, ResNet-50,
+# VGG-11) by default.
 OTHER_BACKENDS_SLOW = ("resnet34", "vgg13", "vgg16")
 
 
 def _model_params():
-    slow = keras.backend.backend() != "tensorflow"
     return [
         pytest.param(
             name,
-            marks=(pytest.mark.slow,) if slow and name in OTHER_BACKENDS_SLOW else (),
+            marks=(
+                (pytest.mark.slow,)
+                if OTHER_BACKEND and name in OTHER_BACKENDS_SLOW
+                else ()
+            ),
         )
         for name in MODELS
     ]
@@ -86,6 +96,7 @@ def test_every_model_and_variant(name, variant, tmp_path):
         ("vgg16", {"variant": "aps", "filt_size": 1}),
     ],
 )
+@slow_on_other_backends
 def test_options(name, kwargs, tmp_path):
     _check_model(small_model(name, **kwargs), images(), tmp_path)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.zoo.test_models import _check_model, _layer_types
-from tests.zoo.utils import images, predict, small_model
+from tests.zoo.utils import images, predict, slow_on_other_backends, small_model
 
 
 def _copy_weights(source, target):
@@ -70,6 +70,7 @@ def test_dense_resnet_layers(variant):
         ),
     ],
 )
+@slow_on_other_backends
 def test_dense_and_lowpass_models_train_and_round_trip(name, kwargs, tmp_path):
     _check_model(small_model(name, **kwargs), images(), tmp_path)
 

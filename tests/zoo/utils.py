@@ -2,11 +2,21 @@
 
 import keras
 import numpy as np
+import pytest
 
 import zoo
 
 SIZE = 32
 NUM_CLASSES = 3
+
+# CI runs the zoo tests on TensorFlow, JAX and PyTorch. On JAX and PyTorch a model
+# test costs 3-5x TensorFlow's (eager fit steps), so there the option combinations
+# run only when asked (`-m slow`); every variant of each block type still runs.
+OTHER_BACKEND = keras.backend.backend() != "tensorflow"
+
+
+def slow_on_other_backends(test):
+    return pytest.mark.slow(test) if OTHER_BACKEND else test
 
 
 def small_model(name, variant="baseline", **kwargs):
