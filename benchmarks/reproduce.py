@@ -819,7 +819,11 @@ def report_markdown(mode, settings, records, plot_paths, base_dir):
     commands = sorted({r["command"] for r in records})
     # A run keeps about 2 cores busy itself: more means other jobs.
     busy = last["load_average"] > m["nproc"] + 1
-    planned = len(s.models) * len(s.variants) * len(s.augments)
+    # The runs this invocation asked for and those the folder holds already.
+    planned = len(
+        {(m, v, a) for a in s.augments for m in s.models for v in s.variants}
+        | {(r["model"], r["variant"], r["augment"]) for r in records}
+    )
     lines = [
         f"### {mode} mode, {s.padding} padding, seed {s.seed} "
         f"({len(records)} of {planned} runs)",
