@@ -456,3 +456,31 @@ class TorchvisionBuilder(Builder):
             data_format=DATA_FORMAT,
             name=name,
         )(x)
+
+
+def make_builder(
+    flavor,
+    variant,
+    filt_size,
+    padding,
+    polyphase_order,
+    placement,
+    module_initializer,
+    conv_bias=False,
+    **keras_only,
+):
+    """The `Builder` of a zoo model, or its `TorchvisionBuilder` (with
+    `conv_bias`) for flavor "torchvision", which refuses the `Builder` options and
+    the model's own `keras_only` ones (name -> (value, default)) away from their
+    defaults."""
+    options = {
+        "padding": (padding, "zero"),
+        "polyphase_order": (polyphase_order, "fixed"),
+        "placement": (placement, "replace"),
+        "module_initializer": (module_initializer, None),
+    }
+    if check_flavor(flavor, variant, **options, **keras_only) == "torchvision":
+        return TorchvisionBuilder(variant, filt_size, conv_bias=conv_bias)
+    return Builder(
+        variant, filt_size=filt_size, **{k: v for k, (v, _) in options.items()}
+    )

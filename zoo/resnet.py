@@ -42,12 +42,11 @@ import keras
 
 from keras_shiftinv.validation import standardize_choice
 from zoo.blocks import (
-    Builder,
     TorchvisionBuilder,
-    check_flavor,
     check_input_shape,
     check_sizes,
     classifier,
+    make_builder,
     scale_width,
 )
 
@@ -114,27 +113,17 @@ def resnet(
 ):
     """Builds the ResNet `arch` (a key of `RESNETS`); see `resnet18`."""
     block_type, stage_blocks = RESNETS[arch]
-    flavor = check_flavor(
+    builder = make_builder(
         flavor,
         variant,
+        filt_size,
+        padding,
+        polyphase_order,
+        placement,
+        module_initializer,
         stem=(stem, "imagenet"),
-        padding=(padding, "zero"),
-        polyphase_order=(polyphase_order, "fixed"),
-        placement=(placement, "replace"),
-        module_initializer=(module_initializer, None),
         antialias_stem=(antialias_stem, False),
     )
-    if flavor == "torchvision":
-        builder = TorchvisionBuilder(variant, filt_size)
-    else:
-        builder = Builder(
-            variant,
-            padding,
-            filt_size,
-            polyphase_order,
-            placement,
-            module_initializer,
-        )
     check_sizes(width_multiplier, num_classes)
     standardize_choice(stem, "stem", STEMS)
     if not isinstance(antialias_stem, bool):

@@ -18,12 +18,11 @@ import keras
 
 from keras_shiftinv.validation import standardize_choice
 from zoo.blocks import (
-    Builder,
     TorchvisionBuilder,
-    check_flavor,
     check_input_shape,
     check_sizes,
     classifier,
+    make_builder,
     scale_width,
 )
 
@@ -59,32 +58,25 @@ def vgg(
     flavor="keras",
 ):
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
-    flavor = check_flavor(
+    # torchvision's VGG keeps the convs' bias under batch normalization.
+    builder = make_builder(
         flavor,
         variant,
-        padding=(padding, "zero"),
-        polyphase_order=(polyphase_order, "fixed"),
-        placement=(placement, "replace"),
-        module_initializer=(module_initializer, None),
+        filt_size,
+        padding,
+        polyphase_order,
+        placement,
+        module_initializer,
+        conv_bias=True,
     )
-    if flavor == "torchvision":
+    if isinstance(builder, TorchvisionBuilder):
         if head not in (None, "fc"):
             raise ValueError(
                 "flavor='torchvision' has torchvision's head, 'fc'. "
                 f"Received: head={head!r}"
             )
-        # torchvision's VGG keeps the convs' bias under batch normalization.
-        builder = TorchvisionBuilder(variant, filt_size, conv_bias=True)
         head = "fc"
     else:
-        builder = Builder(
-            variant,
-            padding,
-            filt_size,
-            polyphase_order,
-            placement,
-            module_initializer,
-        )
         head = "gap" if head is None else head
     check_sizes(width_multiplier, num_classes)
     standardize_choice(head, "head", HEADS)
