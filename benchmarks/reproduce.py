@@ -65,6 +65,7 @@ from keras_shiftinv import (  # noqa: E402
     data,
     diagnostics,
     evaluate,
+    input_fit,
     metrics,
     plots,
     run_folder,
@@ -276,17 +277,20 @@ def train_config(settings, model, variant, augment, out_dir, data_dir, verbose):
     }
 
 
+def test_images(count, batch_size, data_dir):
+    """The first `count` test images, fitted to the model and batched as in
+    training (`keras_shiftinv.input_fit`)."""
+    ds, info = data.load("fashion_mnist", "test", data_dir=data_dir)
+    fit = input_fit.fit_options(info.image_shape)
+    return data.pipeline(ds.take(count), batch_size, training=False, **fit).cache()
+
+
 def test_batches(settings, data_dir):
     """(test data, detail data): the first test images, batched as in training."""
-    ds, info = data.load("fashion_mnist", "test", data_dir=data_dir)
-    pad_to = 32 if tuple(info.image_shape[:2]) == (28, 28) else None
-
-    def batches(count):
-        return data.pipeline(
-            ds.take(count), settings.batch_size, training=False, pad_to=pad_to
-        ).cache()
-
-    return batches(settings.test_images), batches(settings.detail_images)
+    return tuple(
+        test_images(count, settings.batch_size, data_dir)
+        for count in (settings.test_images, settings.detail_images)
+    )
 
 
 def measure(model, test, detail, settings):
@@ -523,13 +527,8 @@ def equivariance_entries(records, settings, out_dir, data_dir):
     for record in (baseline, other):
         path = os.path.join(out_dir, "equivariance", f"{record['name']}.json")
         if not os.path.exists(path):
-            ds, info = data.load("fashion_mnist", "test", data_dir=data_dir)
-            pad_to = 32 if tuple(info.image_shape[:2]) == (28, 28) else None
-            images = data.pipeline(
-                ds.take(settings.equivariance_images),
-                settings.batch_size,
-                training=False,
-                pad_to=pad_to,
+            images = test_images(
+                settings.equivariance_images, settings.batch_size, data_dir
             )
             model_path = os.path.join(record["train_config"]["out"], "best.keras")
             layers = evaluate.layer_equivariance(

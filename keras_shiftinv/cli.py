@@ -310,6 +310,7 @@ def run_export(args):
     import os
 
     from keras_shiftinv.export import export_for_serving, version_dir
+    from keras_shiftinv.input_fit import recorded
     from keras_shiftinv.models import load_model
 
     # Before the model is loaded: a --out that cannot be written fails at once.
@@ -319,6 +320,7 @@ def run_export(args):
         target,
         overwrite=args.overwrite,
         from_logits=args.from_logits,
+        input_fit=recorded(args.model),
     )
     print(
         f"SavedModel written to {path}\n"

@@ -147,6 +147,26 @@ def load(name, split, data_dir=None, *, image_size=None):
     return _load_tfds(name.removeprefix("tfds:"), split, data_dir)
 
 
+def fit_images(images, image_size=None, pad_to=None):
+    """Images `[..., H, W, C]` resized to `image_size` (bilinear, antialiased; the
+    result is float32), then zero-padded, centred, to `pad_to`: the options of
+    `keras_shiftinv.input_fit.fit_options`. `pipeline` and the exported serving
+    signature both fit images with it."""
+    if image_size is not None:
+        images = tf.image.resize(images, image_size, antialias=True)
+    if pad_to is not None:
+        shape = tf.shape(images)
+        height, width = shape[-3], shape[-2]
+        top, left = (pad_to[0] - height) // 2, (pad_to[1] - width) // 2
+        spatial = [
+            [top, pad_to[0] - height - top],
+            [left, pad_to[1] - width - left],
+            [0, 0],
+        ]
+        images = tf.pad(images, [[0, 0]] * (images.shape.rank - 3) + spatial)
+    return images
+
+
 def pipeline(
     ds,
     batch_size,
@@ -214,22 +234,10 @@ def pipeline(
     channels = spec.shape[2]
 
     def resize(image, label):
-        return tf.image.resize(image, image_size, antialias=True), label
+        return fit_images(image, image_size=image_size), label
 
     def prepare(images, labels, seed=None):
-        images = tf.cast(images, tf.float32)
-        if pad_to is not None:
-            shape = tf.shape(images)
-            top, left = (pad_to[0] - shape[1]) // 2, (pad_to[1] - shape[2]) // 2
-            images = tf.pad(
-                images,
-                [
-                    [0, 0],
-                    [top, pad_to[0] - shape[1] - top],
-                    [left, pad_to[1] - shape[2] - left],
-                    [0, 0],
-                ],
-            )
+        images = fit_images(tf.cast(images, tf.float32), pad_to=pad_to)
         if seed is not None:
             images = _crop_flip(images, seed, crop_padding)
         images = tf.ensure_shape(images, (None, height, width, channels))

@@ -61,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_shiftinv import data as data_lib
-from keras_shiftinv import diagnostics, metrics
+from keras_shiftinv import diagnostics, input_fit, metrics
 from keras_shiftinv._keras_compat import inbound_nodes
 from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.models import (
@@ -232,38 +232,19 @@ def _layer_summary(name, shape, stride, grid):
     }
 
 
-def _fit_to_model(info, model, image_size):
-    """pipeline() options that give the images the model's input size."""
-    model_shape = tuple(model.inputs[0].shape[1:])
-    height, width, channels = info.image_shape
-    if channels != model_shape[-1]:
-        raise ValueError(
-            f"The images of {info.name!r} have {channels} channel(s), the model "
-            f"{model.name!r} takes {model_shape[-1]} (input shape {model_shape})."
-        )
-    wanted = tuple(model_shape[:2])
-    if image_size is not None:
-        size = (image_size, image_size)
-        if None not in wanted and size != wanted:
-            raise ValueError(
-                f"Invalid image_size={image_size}: the model {model.name!r} takes "
-                f"{wanted[0]}x{wanted[1]} images."
-            )
-        return {"image_size": size}
-    if None in wanted or (height, width) == wanted:
-        if height is None or width is None:
-            raise ValueError(
-                f"The images of {info.name!r} differ in size: pass image_size "
-                "(--image-size) to resize them."
-            )
-        return {}
-    # The train command zero-pads 28x28 images (MNIST, Fashion-MNIST) to 32x32.
-    if (height, width) == (28, 28) and wanted == (32, 32):
-        return {"pad_to": 32}
-    raise ValueError(
-        f"The images of {info.name!r} are {height}x{width}, the model "
-        f"{model.name!r} takes {wanted[0]}x{wanted[1]}: pass image_size "
-        f"(--image-size {wanted[0]}) to resize them, or use a data set of that size."
+def _fit_to_model(info, model, image_size, source):
+    """pipeline() options that give the images the model's input size: those its
+    run folder records (a model trained with --image-size is resized as in
+    training), else the rule of `keras_shiftinv.input_fit`."""
+    recorded = None if isinstance(source, keras.Model) else input_fit.recorded(source)
+    if image_size is None and recorded is not None:
+        image_size = recorded[1].get("image_size")
+    return input_fit.fit_options(
+        info.image_shape,
+        tuple(model.inputs[0].shape[1:]),
+        image_size,
+        images=f"The images of {info.name!r}",
+        model=f"the model {model.name!r}",
     )
 
 
@@ -423,8 +404,8 @@ def evaluate(
     ds, info = data_lib.load(dataset, split, data_dir=data_dir)
     loaded = [m if isinstance(m, keras.Model) else load_model(m) for m in models]
     fits = []
-    for model in loaded:
-        fits.append(_fit_to_model(info, model, image_size))
+    for source, model in zip(models, loaded, strict=True):
+        fits.append(_fit_to_model(info, model, image_size, source))
         classes = model.outputs[0].shape[-1]
         if classes is not None and classes < info.num_classes:
             raise ValueError(

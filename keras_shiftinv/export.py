@@ -14,6 +14,8 @@ import keras
 import tensorflow as tf
 
 from keras_shiftinv._paths import check_writable_dir
+from keras_shiftinv.data import fit_images
+from keras_shiftinv.input_fit import fitted_shape
 from keras_shiftinv.models import outputs_probabilities
 from keras_shiftinv.validation import standardize_int
 
@@ -43,6 +45,24 @@ def _single_io(model):
             "export needs images (batch, height, width, channels) -> (batch, classes)."
         )
     return inputs[0], outputs[0]
+
+
+def _source_size(model_shape, input_fit):
+    """(height, width) of the training images when they differ from the model's
+    input and the fit is known, else None; and the fit's options."""
+    if input_fit is None:
+        return None, {}
+    image_shape, options = input_fit
+    source = tuple(image_shape[:2])
+    if not options or None in source or source == tuple(model_shape[:2]):
+        return None, {}
+    if fitted_shape(image_shape, options) != tuple(model_shape):
+        raise ValueError(
+            f"Invalid input_fit={input_fit!r}: it gives images of shape "
+            f"{fitted_shape(image_shape, options)}, the model takes "
+            f"{tuple(model_shape)}."
+        )
+    return source, options
 
 
 def next_version(base_dir):
@@ -94,6 +114,7 @@ def export_for_serving(
     overwrite=False,
     from_logits=None,
     input_name="images",
+    input_fit=None,
 ):
     """Writes `model` as a SavedModel for TF Serving in `base_dir/VERSION/`.
 
@@ -103,7 +124,9 @@ def export_for_serving(
     shapes) under the name `input_name`, casts them to the model's float input (raw
     pixel values, as the package's trained models expect: their rescaling is inside
     the model) and returns `probabilities` (float32, `[batch, classes]`) and
-    `classes` (int64, `[batch]`, the argmax).
+    `classes` (int64, `[batch]`, the argmax). With `input_fit`, it also takes
+    images of the training data's own size and fits them in the graph, so a model
+    trained on 28x28 images is served 28x28 images.
 
     The version is written to a hidden temporary directory beside it and renamed into
     place, so a running TF Serving never loads a half-written version.
@@ -121,6 +144,12 @@ def export_for_serving(
             graph), False if it outputs probabilities, None to detect it from the
             model's last layer (a softmax activation, or a linear one).
         input_name: name of the signature's image input.
+        input_fit: `(image_shape, options)` of the images the model was trained
+            on, as `keras_shiftinv.input_fit.recorded` reads them from a run
+            folder: the signature then also takes images of that size (28x28
+            Fashion-MNIST for a 32x32 model) and fits them in the graph as
+            training did (`keras_shiftinv.data.fit_images`). None: only the
+            model's input size.
 
     Returns:
         The path of the written version directory.
@@ -144,11 +173,32 @@ def export_for_serving(
         from_logits = not probabilities
 
     image_shape = (None, *model_input.shape[1:])
+    source, options = _source_size(model_input.shape[1:], input_fit)
+    signature_shape = (
+        image_shape if source is None else (None, None, None, image_shape[3])
+    )
 
     def serve(images):
         # A loaded signature does not check the shape it is called with: without
         # this, images of another size are classified, and another rank aborts the
         # process in a convolution kernel.
+        images = tf.ensure_shape(images, signature_shape)
+        images = tf.cast(images, tf.float32)
+        if source is not None:
+            size = tf.shape(images)[1:3]
+            from_source = tf.reduce_all(size == source)
+            check = tf.debugging.Assert(
+                from_source | tf.reduce_all(size == image_shape[1:3]),
+                [
+                    f"images must be {source[0]}x{source[1]} or "
+                    f"{image_shape[1]}x{image_shape[2]}; got height and width",
+                    size,
+                ],
+            )
+            with tf.control_dependencies([check]):
+                images = tf.cond(
+                    from_source, lambda: fit_images(images, **options), lambda: images
+                )
         images = tf.ensure_shape(images, image_shape)
         outputs = model(tf.cast(images, model_input.dtype), training=False)
         outputs = tf.cast(outputs, tf.float32)
@@ -161,7 +211,7 @@ def export_for_serving(
     archive.add_endpoint(
         SIGNATURE_NAME,
         serve,
-        input_signature=[tf.TensorSpec(image_shape, tf.uint8, name=input_name)],
+        input_signature=[tf.TensorSpec(signature_shape, tf.uint8, name=input_name)],
     )
     os.makedirs(base_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)

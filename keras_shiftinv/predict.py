@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv import data
+from keras_shiftinv import data, input_fit
 from keras_shiftinv.models import load_model, outputs_probabilities
 
 
@@ -36,6 +36,9 @@ class _Classifier:
     def __init__(self, model_path):
         model_path = os.fspath(model_path)
         self.class_names = None
+        # A model trained with --image-size is given images resized to it.
+        fit = input_fit.recorded(model_path)
+        self.image_size = fit[1].get("image_size") if fit else None
         if os.path.isdir(model_path):
             saved = _saved_model_dir(model_path)
             if saved is None:
@@ -68,22 +71,23 @@ class _Classifier:
         return self._predict(tf.constant(images, tf.uint8))
 
 
-def _fitted(path, shape):
-    """The image file at `path` as uint8 (H, W, C) of the model's input `shape`."""
-    height, width, channels = shape
+def _fitted(path, shape, image_size=None):
+    """The image file at `path` as uint8 (H, W, C) of the model's input `shape`,
+    fitted as the model's run folder records (`image_size`) or by the rule of
+    `keras_shiftinv.input_fit` (other sizes resized)."""
     try:
-        image = data.decode_image_file(path, channels)
+        image = data.decode_image_file(path, shape[-1])
     except (tf.errors.OpError, ValueError) as error:
         raise ValueError(f"Cannot read the image {path!r}: {error}") from error
-    size = tuple(image.shape[:2])
-    if None in (height, width) or size == (height, width):
-        return image.numpy()
-    # As the train command: 28x28 (MNIST-like) images are zero-padded to 32x32.
-    fit = (
-        {"pad_to": 32}
-        if size == (28, 28) and (height, width) == (32, 32)
-        else {"image_size": (height, width)}
+    fit = input_fit.fit_options(
+        tuple(image.shape),
+        shape,
+        image_size,
+        resize=True,
+        images=f"The image {path!r}",
     )
+    if not fit:
+        return image.numpy()
     ds = tf.data.Dataset.from_tensors((image, 0))
     batch, _ = next(iter(data.pipeline(ds, 1, training=False, **fit)))
     return np.clip(np.round(batch[0].numpy()), 0, 255).astype(np.uint8)
@@ -106,10 +110,19 @@ def predict(model_path, image_paths):
     missing = [p for p in image_paths if not os.path.isfile(p)]
     if missing:
         raise ValueError(f"No image file at {missing[0]!r}.")
-    images = np.stack([_fitted(p, classifier.input_shape) for p in image_paths])
-    probabilities = classifier.probabilities(images)
+    # One image at a time: a SavedModel that fits its training images itself
+    # takes images of two sizes.
+    images = [
+        _fitted(p, classifier.input_shape, classifier.image_size) for p in image_paths
+    ]
     results = []
-    for path, row in zip(image_paths, probabilities, strict=True):
+    for path, image in zip(image_paths, images, strict=True):
+        try:
+            (row,) = classifier.probabilities(image[None])
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(
+                f"The model cannot classify {path!r}: {error.message}"
+            ) from error
         index = int(np.argmax(row))
         names = classifier.class_names
         name = names[index] if names and index < len(names) else None

@@ -31,7 +31,7 @@ import typing
 import keras
 import tensorflow as tf
 
-from keras_shiftinv import plots, run_folder
+from keras_shiftinv import input_fit, plots, run_folder
 from keras_shiftinv._keras_compat import multiworker_fit
 from keras_shiftinv.callbacks import EpochCSVLogger, read_log
 from keras_shiftinv.distribute import (
@@ -67,6 +67,7 @@ class Datasets(typing.NamedTuple):
     info: object  # keras_shiftinv.data.DatasetInfo
     input_shape: tuple
     train_examples: int
+    input_fit: dict  # the pipeline options of keras_shiftinv.input_fit
 
 
 def make_datasets(config):
@@ -82,17 +83,12 @@ def make_datasets(config):
     test_full, test_info = data.load(
         config.dataset, config.test_split, config.data_dir, **resize
     )
-    height, width, channels = info.image_shape
-    if config.image_size is None and (height is None or width is None):
-        raise ValueError(
-            f"the images of {config.dataset!r} differ in size: give image_size "
-            "(--image-size) to resize them."
-        )
-    # 28x28 (MNIST-like) images are padded to 32x32, which the CIFAR stem halves
-    # down to 4x4 without odd sizes.
-    pad_to = 32 if config.image_size is None and (height, width) == (28, 28) else None
-    size = config.image_size or pad_to
-    input_shape = (size or height, size or width, channels)
+    fit = input_fit.fit_options(
+        info.image_shape,
+        image_size=config.image_size,
+        images=f"the images of {config.dataset!r}",
+    )
+    input_shape = input_fit.fitted_shape(info.image_shape, fit)
 
     if info.num_examples is None:
         raise ValueError(
@@ -115,8 +111,7 @@ def make_datasets(config):
             config.batch_size,
             training=training,
             augment=config.augment,
-            image_size=None if config.dataset == "folder" else config.image_size,
-            pad_to=pad_to,
+            **fit,
             seed=config.seed,
         )
         return _shardable(ds)
@@ -128,7 +123,7 @@ def make_datasets(config):
     if config.test_subset is not None:
         test_full = test_full.take(config.test_subset)
     test = batches(test_full, training=False)
-    return Datasets(train, val, test, info, input_shape, n_train)
+    return Datasets(train, val, test, info, input_shape, n_train, fit)
 
 
 def build_model(config, input_shape, num_classes):
@@ -212,6 +207,7 @@ def train(config, overwrite=False):
             "num_classes": info.num_classes,
             "class_names": list(info.class_names or []),
             "input_shape": list(datasets.input_shape),
+            "input_fit": input_fit.record(info.image_shape, datasets.input_fit),
             "train_examples": datasets.train_examples,
             "steps_per_epoch": steps_per_epoch,
             "strategy": type(strategy).__name__,

@@ -119,6 +119,7 @@ def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
     with open(out / "config.json") as f:
         config = json.load(f)
     assert config["options"]["epochs"] == 2 and config["input_shape"] == [8, 8, 1]
+    assert config["input_fit"] == {"image_shape": [8, 8, 1]}  # nothing to fit
     assert config["class_names"] == ["class_0", "class_1", "class_2"]
     log = callbacks.read_log(str(out / "log.csv"))
     assert [row["epoch"] for row in log] == ["0", "1"]

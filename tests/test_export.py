@@ -275,3 +275,36 @@ def test_export_command(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not a model")
     assert main(["export", "--model", str(tmp_path / "notes.txt"), "--out", "x"]) == 2
     assert "is not a Keras model file" in capsys.readouterr().err
+
+
+def test_recorded_input_fit_serves_the_training_size(tmp_path):
+    """A model trained on 8x8 images zero-padded to its 12x12 input is served 8x8
+    images, fitted in the graph as training fitted them, and 12x12 ones as before."""
+    import tensorflow as tf
+
+    from keras_shiftinv.export import export_for_serving
+
+    model = tiny_model()
+    fit = ((8, 8, 3), {"pad_to": (12, 12)})
+    path = export_for_serving(model, tmp_path / "m", input_fit=fit)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    small = images(4, 5)[:, :8, :8]
+    padded = np.pad(small, [(0, 0), (2, 2), (2, 2), (0, 0)]).astype("float32")
+    expected = model.predict(padded, verbose=0)
+    served = serve(images=tf.constant(small))["probabilities"].numpy()
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    full = images(3, 6)
+    np.testing.assert_allclose(
+        serve(images=tf.constant(full))["probabilities"].numpy(),
+        model.predict(full.astype("float32"), verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="8x8 or 12x12"):
+        serve(images=tf.constant(images(2, 7)[:, :10, :10]))
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        serve(images=tf.constant(small[0]))
+    with pytest.raises(ValueError, match="input_fit"):
+        export_for_serving(
+            model, tmp_path / "bad", input_fit=((8, 8, 3), {"pad_to": (16, 16)})
+        )

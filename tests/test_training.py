@@ -173,6 +173,7 @@ def test_datasets_pad_28_to_32_and_split(tmp_path):
     )
     datasets = training.make_datasets(config)
     assert datasets.input_shape == (32, 32, 1) and datasets.info.num_classes == 3
+    assert datasets.input_fit == {"pad_to": (32, 32)}
     assert datasets.train_examples == 9
     splits = (datasets.train, datasets.validation, datasets.test)
     sizes = [sum(int(x.shape[0]) for x, _ in ds) for ds in splits]
