@@ -66,7 +66,6 @@ from keras_shiftinv import (  # noqa: E402
     diagnostics,
     evaluate,
     input_fit,
-    metrics,
     plots,
     run_folder,
     training,
@@ -295,33 +294,24 @@ def test_batches(settings, data_dir):
 
 def measure(model, test, detail, settings):
     """The shift-robustness numbers of one trained model."""
-    common = {
-        "max_shift": settings.max_shift,
-        "samples": settings.samples,
-        "seed": settings.seed,
-    }
-    curves = metrics.diagonal_stability(model, detail, settings.stability_shift)
-    return {
-        "accuracy": metrics.shifted_accuracy(model, test, max_shift=1),
-        "shifted_accuracy": metrics.shifted_accuracy(model, test, **common),
-        "consistency_circular": metrics.shift_consistency(
-            model, test, mode="circular", **common
+    return evaluate.measure(
+        model,
+        test,
+        detail,
+        names=(
+            "accuracy",
+            "shifted_accuracy",
+            "consistency_circular",
+            "consistency_crop",
+            "consistency_crop_symmetric",
+            "variation",
+            "stability",
         ),
-        "consistency_crop": metrics.shift_consistency(
-            model, test, mode="crop", **common
-        ),
-        "consistency_crop_symmetric": metrics.shift_consistency(
-            model, test, mode="crop", symmetric=True, **common
-        ),
-        "variation": metrics.classification_variation(
-            model, detail, max_shift=settings.max_shift
-        ),
-        "stability": {
-            "shifts": list(range(settings.stability_shift + 1)),
-            "mean": curves.mean(axis=0).tolist(),
-            "images": curves[: evaluate.STABILITY_CURVES].tolist(),
-        },
-    }
+        max_shift=settings.max_shift,
+        samples=settings.samples,
+        seed=settings.seed,
+        stability_shift=settings.stability_shift,
+    )
 
 
 def machine():

@@ -272,6 +272,128 @@ def _names(sources):
         depth += 1
 
 
+# What `measure` can compute; the consistency of each shift protocol has its own
+# name, "consistency" is the one of the `shift` argument.
+MEASURES = (
+    "accuracy",
+    "loss",
+    "shifted_accuracy",
+    "consistency",
+    "consistency_circular",
+    "consistency_crop",
+    "consistency_crop_symmetric",
+    "variation",
+    "stability",
+    "equivariance",
+)
+REPORT_MEASURES = (
+    "accuracy",
+    "shifted_accuracy",
+    "consistency",
+    "variation",
+    "stability",
+    "equivariance",
+)
+
+
+def measure(
+    model,
+    data,
+    detail_data=None,
+    names=REPORT_MEASURES,
+    shift="circular",
+    max_shift=8,
+    samples=1,
+    seed=0,
+    batch_size=128,
+    stability_shift=None,
+    verbose=0,
+):
+    """The numbers `names` (see `MEASURES` and the module docstring) of one model:
+    what the train command's summary, `evaluate`'s report and
+    benchmarks/reproduce.py measure.
+
+    Args:
+        model: Keras model taking float32 images, outputting probabilities or
+            logits (a softmax is then added).
+        data: batched `tf.data.Dataset` of `(images, labels)` for the accuracy,
+            loss and consistency numbers.
+        detail_data: the same for the variation, stability and equivariance.
+        names: the numbers to compute, in this order.
+        shift: "circular" or "crop": the shifts of accuracy, shifted accuracy,
+            consistency, variation and stability.
+        max_shift: see the module docstring.
+        samples: random shifts (pairs, for consistency) per image.
+        seed: seed of the random shifts.
+        batch_size: images per forward pass.
+        stability_shift: largest shift of the stability curve (default
+            `max_shift`).
+        verbose: 1 shows a progress bar.
+
+    Returns:
+        A dict `{name: value}`; "loss" is the mean cross-entropy of the
+        probabilities (a compiled or uncompiled model alike).
+    """
+    standardize_choice(shift, "shift", metrics.MODES)
+    for name in names:
+        standardize_choice(name, "names", MEASURES)
+    model = _with_probabilities(model)
+    common = {"mode": shift, "batch_size": batch_size}
+    random = {"max_shift": max_shift, "samples": samples, "seed": seed}
+
+    def consistency(mode, symmetric=False):
+        return lambda: metrics.shift_consistency(
+            model, data, mode=mode, symmetric=symmetric, batch_size=batch_size, **random
+        )
+
+    def stability():
+        top = max_shift if stability_shift is None else stability_shift
+        curves = metrics.diagonal_stability(model, detail_data, top, **common)
+        return {
+            "shifts": list(range(top + 1)),
+            "mean": curves.mean(axis=0).tolist(),
+            "images": curves[:STABILITY_CURVES].tolist(),
+        }
+
+    table = {
+        "accuracy": lambda: metrics.shifted_accuracy(
+            model, data, max_shift=1, **common
+        ),
+        "loss": lambda: _loss(model, data),
+        "shifted_accuracy": lambda: metrics.shifted_accuracy(
+            model, data, **random, **common
+        ),
+        "consistency": consistency(shift),
+        "consistency_circular": consistency("circular"),
+        "consistency_crop": consistency("crop"),
+        "consistency_crop_symmetric": consistency("crop", symmetric=True),
+        "variation": lambda: metrics.classification_variation(
+            model, detail_data, max_shift=max_shift, **common
+        ),
+        "stability": stability,
+        "equivariance": lambda: layer_equivariance(
+            model, detail_data, max_shift, batch_size, verbose=verbose
+        ),
+    }
+    progress = keras.utils.Progbar(len(names), verbose=verbose, unit_name="metric")
+    results = {}
+    for name in names:
+        results[name] = table[name]()
+        progress.add(1)
+    return results
+
+
+def _loss(model, data):
+    """Mean sparse categorical cross-entropy of `model`'s probabilities."""
+    total, count = 0.0, 0
+    for images, labels in data:
+        probabilities = model(images, training=False)
+        losses = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+        total += float(keras.ops.sum(losses))
+        count += int(labels.shape[0])
+    return total / max(count, 1)
+
+
 def evaluate_model(
     model,
     data,
@@ -283,65 +405,24 @@ def evaluate_model(
     batch_size=128,
     verbose=1,
 ):
-    """All numbers of one model (see the module docstring).
-
-    Args:
-        model: Keras model taking float32 images, outputting probabilities or
-            logits (a softmax is then added).
-        data: batched `tf.data.Dataset` of `(images, labels)` for the accuracy and
-            consistency numbers.
-        detail_data: the same for the variation, stability and equivariance.
-        shift: "circular" or "crop".
-        max_shift: see the module docstring.
-        samples: random shifts (pairs, for consistency) per image.
-        seed: seed of the random shifts.
-        batch_size: images per forward pass.
-        verbose: 1 shows progress bars.
+    """All numbers of one model (see the module docstring): `measure` of the
+    report's numbers, with the seconds they took.
 
     Returns:
         A dict of the numbers, as in report.json's "models" entries.
     """
-    standardize_choice(shift, "shift", metrics.MODES)
-    model = _with_probabilities(model)
     start = time.perf_counter()
-    progress = keras.utils.Progbar(5, verbose=verbose, unit_name="metric")
-    common = {"mode": shift, "batch_size": batch_size}
-    results = {}
-
-    def step(key, value):
-        results[key] = value
-        progress.add(1)
-
-    step("accuracy", metrics.shifted_accuracy(model, data, max_shift=1, **common))
-    step(
-        "shifted_accuracy",
-        metrics.shifted_accuracy(
-            model, data, max_shift=max_shift, samples=samples, seed=seed, **common
-        ),
-    )
-    step(
-        "consistency",
-        metrics.shift_consistency(
-            model, data, max_shift=max_shift, samples=samples, seed=seed, **common
-        ),
-    )
-    step(
-        "variation",
-        metrics.classification_variation(
-            model, detail_data, max_shift=max_shift, **common
-        ),
-    )
-    curves = metrics.diagonal_stability(model, detail_data, max_shift, **common)
-    step(
-        "stability",
-        {
-            "shifts": list(range(max_shift + 1)),
-            "mean": curves.mean(axis=0).tolist(),
-            "images": curves[:STABILITY_CURVES].tolist(),
-        },
-    )
-    results["equivariance"] = layer_equivariance(
-        model, detail_data, max_shift, batch_size, verbose=verbose
+    results = measure(
+        model,
+        data,
+        detail_data,
+        REPORT_MEASURES,
+        shift,
+        max_shift,
+        samples,
+        seed,
+        batch_size,
+        verbose=verbose,
     )
     results["seconds"] = round(time.perf_counter() - start, 1)
     return results

@@ -10,6 +10,8 @@ from keras_shiftinv._paths import check_writable_dir
 
 # The weights before training (for `keras_shiftinv.diagnostics`).
 INITIAL_WEIGHTS = "initial.weights.h5"
+# The best epoch's weights while training runs; best.keras is written from them.
+BEST_WEIGHTS = "best.weights.h5"
 # Options a restart may change: they do not touch the training itself.
 RESUMABLE_CHANGES = ("out", "verbose", "install_data")
 
@@ -52,6 +54,7 @@ RUN_ENTRIES = (
     "summary.json",
     "backup",
     INITIAL_WEIGHTS,
+    BEST_WEIGHTS,
 )
 
 

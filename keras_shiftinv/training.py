@@ -13,6 +13,7 @@ fits with a shift-consistency callback, and writes the run folder:
     summary.json    test accuracy and shift consistency of best.keras
     initial.weights.h5  the weights before training (for the diagnostics)
     backup/         BackupAndRestore state while the run is unfinished
+    best.weights.h5 the best epoch's weights while the run is unfinished
 
 A run killed at any point and started again with the same options continues from its
 last finished epoch. Under MultiWorkerMirroredStrategy the chief writes the run folder
@@ -35,12 +36,11 @@ from keras_shiftinv import input_fit, plots, run_folder
 from keras_shiftinv._keras_compat import multiworker_fit
 from keras_shiftinv.callbacks import EpochCSVLogger, read_log
 from keras_shiftinv.distribute import (
-    batch_norm_layers,
     make_strategy,
     synchronize_batch_norm,
     worker_dir,
 )
-from keras_shiftinv.run_folder import INITIAL_WEIGHTS
+from keras_shiftinv.run_folder import BEST_WEIGHTS, INITIAL_WEIGHTS
 from keras_shiftinv.schedules import make_optimizer, make_schedule
 from keras_shiftinv.train_config import TrainConfig
 
@@ -250,6 +250,7 @@ def train(config, overwrite=False):
     summary = _evaluate(config, run_dir, datasets.test, fit_seconds)
     run_folder.write_json(summary_path, summary)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
+    os.remove(os.path.join(run_dir, BEST_WEIGHTS))
     print(summary_line(summary))
     return summary
 
@@ -272,11 +273,14 @@ def _fit(config, model, train_ds, val_ds, run_dir):
             max_batches=consistency_batches,
         ),
         EpochCSVLogger(log_path),
+        # Weights only: best.keras is written once, after training, without the
+        # synchronized batch norm of a distributed run.
         keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, "best.keras"),
+            os.path.join(run_dir, BEST_WEIGHTS),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
+            save_weights_only=True,
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
@@ -301,35 +305,35 @@ def _fit(config, model, train_ds, val_ds, run_dir):
     seconds = time.perf_counter() - start
     synchronize_batch_norm(model, False)
     model.save(os.path.join(run_dir, "final.keras"))
+    model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
+    model.save(os.path.join(run_dir, "best.keras"))
     return seconds
 
 
 def _evaluate(config, run_dir, test_ds, fit_seconds):
-    from keras_shiftinv import metrics
+    from keras_shiftinv.evaluate import measure
 
     rows = read_log(os.path.join(run_dir, "log.csv"))
     plots.plot_training_curves(rows, os.path.join(run_dir, "curves.png"))
     best_row = max(rows, key=lambda row: float(row["val_accuracy"]))
     best_path = os.path.join(run_dir, "best.keras")
     model = keras.saving.load_model(best_path)
-    if any(layer.synchronized for layer in batch_norm_layers(model)):
-        synchronize_batch_norm(model, False)
-        model.save(best_path)
-    results = model.evaluate(test_ds, verbose=config.verbose, return_dict=True)
-    consistency = metrics.shift_consistency(
+    results = measure(
         model,
         test_ds,
-        mode="circular",
+        names=("accuracy", "loss", "consistency"),
+        shift="circular",
         max_shift=config.max_shift,
         samples=config.consistency_samples,
         seed=config.seed,
+        verbose=config.verbose,
     )
     return {
         "model": f"{config.model}-{config.variant}",
         "dataset": config.dataset,
         "test_accuracy": float(results["accuracy"]),
         "test_loss": float(results["loss"]),
-        "test_consistency": float(consistency),
+        "test_consistency": float(results["consistency"]),
         "consistency_mode": "circular",
         "max_shift": config.max_shift,
         "best_epoch": int(best_row["epoch"]) + 1,

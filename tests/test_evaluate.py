@@ -265,3 +265,30 @@ def test_cli_errors(tmp_path, capsys):
     )
     assert status == 2 and "IDX files not found" in output.err
     assert not (tmp_path / "out").exists()
+
+
+def test_measure_loss_and_protocols():
+    """`measure`, which train, evaluate and reproduce share: the loss is the mean
+    cross-entropy of the probabilities (of the softmax added to logits), the
+    consistency of the `shift` argument is that protocol's own number, and an
+    unknown name is refused."""
+    import tensorflow as tf
+
+    from keras_shiftinv import evaluate
+
+    keras.utils.set_random_seed(1)
+    model = strided_model()
+    images = random_images(IMAGES, SIZE)[..., None].astype("float32")
+    labels = np.arange(IMAGES) % CLASSES
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    names = ("loss", "consistency", "consistency_crop", "consistency_circular")
+    crop = evaluate.measure(model, data, names=names, shift="crop", max_shift=3)
+    assert list(crop) == list(names)
+    probs = _probabilities(model, images, np.zeros((IMAGES, 1, 2), int))[:, 0]
+    loss = -np.mean(np.log(np.clip(probs[np.arange(IMAGES), labels], 1e-7, 1)))
+    assert crop["loss"] == pytest.approx(loss, rel=1e-5)
+    assert crop["consistency"] == crop["consistency_crop"]
+    circular = evaluate.measure(model, data, names=("consistency",), max_shift=3)
+    assert circular["consistency"] == crop["consistency_circular"]
+    with pytest.raises(ValueError, match="names.*'accuracies'"):
+        evaluate.measure(model, data, names=("accuracies",))
