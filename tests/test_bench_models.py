@@ -73,6 +73,7 @@ def test_reference_models_run_at_the_zoo_shapes(name):
     assert bench_models.reference_model(name, "group", {}, 3) is None
 
 
+@pytest.mark.slow  # ~50 s: a TF model, its reference and a fresh process
 def test_bench_rows_with_references_and_memory():
     bench_models = _load_script()
     rows = bench_models.bench(
