@@ -6,22 +6,37 @@ TensorFlow's CPU), visiting the variants round robin so that a change of machine
 hits all of them alike. Reports medians, and each variant's step time relative to
 "baseline". With --write, replaces the `bench_models` section of BENCHMARKS.md.
 
+With --references, each variant that has a PyTorch counterpart is also timed against
+it, in the same round robin and process, with `torch.set_num_threads` set to the
+threads TensorFlow runs ops on: "baseline" against torchvision's network in plain
+torch.nn (`zoo.torch_reference`), "blur" against antialiased-cnns (random weights),
+"aps" against `zoo.torch_reference` with its `APS` layer; same input, batch,
+optimizer (SGD, momentum 0.9) and cross-entropy. The forward pass is in eval mode
+under `torch.no_grad`, the train step is forward, backward and optimizer step.
+With --memory, each variant's train step also runs in a fresh process, which
+reports its peak resident memory and that peak minus its resident memory after the
+imports.
+
 With --layers, finds which ops make a variant slow instead: every layer of each
 model is timed alone (forward and backward, at the shape and batch it has in the
 model), and the times are summed per layer class (section `bench_models_layers`).
 
     python benchmarks/bench_models.py          # resnet18 and vgg13, all variants
     python benchmarks/bench_models.py --models resnet18 --configs cifar --steps 3
+    python benchmarks/bench_models.py --references --memory --write BENCHMARKS.md
     python benchmarks/bench_models.py --layers --models resnet18 --configs imagenet
 """
 
 import argparse
 import collections
 import datetime
+import json
 import os
 import platform
 import re
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -37,6 +52,25 @@ CONFIGS = {
     "imagenet": (224, 16, {}),
     "cifar": (32, 128, {"stem": "cifar"}),
 }
+# variant: what it is timed against with --references
+REFERENCES = {
+    "baseline": "torch.nn (torchvision's)",
+    "blur": "antialiased_cnns",
+    "aps": "torch.nn + APS",
+}
+
+
+def setting(config, size=None, batch=None):
+    """(input size, batch size, builder options) of `config`, with the input size
+    and batch size overridden when given."""
+    default_size, default_batch, options = CONFIGS[config]
+    return size or default_size, batch or default_batch, options
+
+
+def batch_data(size, batch, num_classes):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (batch, size, size, 3)).astype("float32")
+    return x, rng.integers(0, num_classes, batch)
 
 
 def build(name, variant, size, options, num_classes):
@@ -64,46 +98,206 @@ def timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench(name, config, variants, steps, warmup, num_classes):
-    size, batch, options = CONFIGS[config]
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (batch, size, size, 3)).astype("float32")
-    y = rng.integers(0, num_classes, batch)
-    models = {v: build(name, v, size, options, num_classes) for v in variants}
-    train = {v: [] for v in variants}
-    train_cpu = {v: [] for v in variants}
-    infer = {v: [] for v in variants}
-    for step in range(warmup + steps):
-        for variant, model in models.items():
-            t_train, c_train = timed(lambda m=model: m.train_on_batch(x, y))
-            t_infer, _ = timed(lambda m=model: m.predict_on_batch(x))
-            if step >= warmup:
-                train[variant].append(t_train)
-                train_cpu[variant].append(c_train)
-                infer[variant].append(t_infer)
-        print(f"  {name} {config}: step {step + 1}/{warmup + steps}", flush=True)
-    rows = []
-    base = statistics.median(train[variants[0]])
-    base_cpu = statistics.median(train_cpu[variants[0]])
-    for variant in variants:
-        t = statistics.median(train[variant])
-        c = statistics.median(train_cpu[variant])
-        i = statistics.median(infer[variant])
-        params = sum(int(np.prod(w.shape)) for w in models[variant].trainable_weights)
-        rows.append(
-            {
-                "model": name,
-                "config": f"{size}x{size}, batch {batch}",
-                "variant": variant,
-                "params": params,
-                "train_step_ms": 1000 * t,
-                "train_img_s": batch / t,
-                "vs_baseline": t / base,
-                "train_cpu_s": c,
-                "cpu_vs_baseline": c / base_cpu,
-                "infer_ms": 1000 * i,
-            }
+def nproc():
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
+def tf_threads():
+    """The threads TensorFlow runs an op on: its intra-op setting, by default one
+    per core this process may run on."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.threading.get_intra_op_parallelism_threads() or nproc()
+    return nproc()
+
+
+def reference_model(name, variant, options, num_classes):
+    """The PyTorch network the zoo model `name` in `variant` is timed against
+    (the same layers, stem and head as the zoo's model with `options`), or None."""
+    if variant not in REFERENCES:
+        return None
+    from torch import nn
+
+    from zoo import torch_reference
+
+    resnet = name.startswith("resnet")
+    stem = options.get("stem", "imagenet")
+    if variant != "blur":
+        if resnet:
+            return torch_reference.ResNet(name, num_classes, stem, variant)
+        return torch_reference.VGG(name, True, num_classes, "gap", variant)
+    import antialiased_cnns
+
+    # The zoo's default filt_size is 4, as antialiased-cnns'.
+    if resnet:
+        model = getattr(antialiased_cnns, name)(filter_size=4, num_classes=num_classes)
+        if stem == "cifar":
+            model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            model.maxpool = nn.Identity()
+    else:
+        model = getattr(antialiased_cnns, f"{name}_bn")(filter_size=4)
+        model.avgpool = nn.AdaptiveAvgPool2d(1)
+        model.classifier = nn.Linear(512, num_classes)
+    # Zero padding as the zoo's blurs: reflection does not fit the 1x1 maps of
+    # small inputs.
+    for module in model.modules():
+        if isinstance(module, antialiased_cnns.BlurPool):
+            module.pad = nn.ZeroPad2d(module.pad.padding)
+    return model
+
+
+def torch_steps(model, x, y):
+    """`(train, forward)`: one SGD step (momentum 0.9, cross-entropy) of `model`
+    on the NHWC batch `x`, `y`, and its forward pass in eval mode without grad."""
+    import torch
+
+    images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(y).long()
+    optimizer = torch.optim.SGD(model.parameters(), 0.01, momentum=0.9)
+
+    def train():
+        model.train()
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            model(images)
+
+    return train, forward
+
+
+def memory_mib():
+    """`(resident, peak resident)` memory of this process so far (MiB): Linux's
+    VmRSS and VmHWM, which start afresh at exec (`ru_maxrss` does not: a child
+    forked from a large process starts with its parent's peak); elsewhere
+    `ru_maxrss` for both."""
+    try:
+        with open("/proc/self/status") as f:
+            status = f.read()
+        return tuple(
+            int(re.search(rf"{key}:\s*(\d+) kB", status).group(1)) / 1024
+            for key in ("VmRSS", "VmHWM")
         )
+    except (OSError, AttributeError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak /= 2**20 if sys.platform == "darwin" else 2**10
+        return peak, peak
+
+
+def memory_child(name, config, variant, num_classes, size, batch, steps):
+    """In a fresh process (after the imports): builds the model and runs `steps`
+    train steps; returns the peak resident memory and the one after the imports."""
+    imports = memory_mib()[0]
+    size, batch, options = setting(config, size, batch)
+    model = build(name, variant, size, options, num_classes)
+    x, y = batch_data(size, batch, num_classes)
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return {"imports_mib": imports, "peak_mib": memory_mib()[1]}
+
+
+def peak_memory(name, config, variant, num_classes, size=None, batch=None, steps=2):
+    """`memory_child` in a fresh Python process running this script."""
+    command = [sys.executable, os.path.abspath(__file__), "--memory-child"]
+    command += ["--models", name, "--configs", config, "--variants", variant]
+    command += ["--num-classes", str(num_classes), "--steps", str(steps)]
+    for option, value in (("--size", size), ("--batch", batch)):
+        if value:
+            command += [option, str(value)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench(
+    name,
+    config,
+    variants,
+    steps,
+    warmup,
+    num_classes,
+    size=None,
+    batch=None,
+    references=False,
+    memory=False,
+):
+    """One row per variant (the first one is the baseline of the ratios)."""
+    size, batch, options = setting(config, size, batch)
+    x, y = batch_data(size, batch, num_classes)
+    models = {v: build(name, v, size, options, num_classes) for v in variants}
+    # variant -> {measure: step function}, all timed round robin
+    runs = {
+        v: {
+            "train": lambda m=model: m.train_on_batch(x, y),
+            "infer": lambda m=model: m.predict_on_batch(x),
+        }
+        for v, model in models.items()
+    }
+    reference_params = {}
+    if references:
+        import torch
+
+        torch.manual_seed(0)
+        torch.set_num_threads(tf_threads())
+        for variant in variants:
+            model = reference_model(name, variant, options, num_classes)
+            if model is not None:
+                reference_params[variant] = sum(p.numel() for p in model.parameters())
+                train, forward = torch_steps(model, x, y)
+                runs[variant].update(ref_train=train, ref_infer=forward)
+    times = {v: collections.defaultdict(list) for v in variants}
+    for step in range(warmup + steps):
+        for variant, fns in runs.items():
+            for measure, fn in fns.items():
+                wall, cpu = timed(fn)
+                if step >= warmup:
+                    times[variant][measure].append(wall)
+                    times[variant][f"{measure}_cpu"].append(cpu)
+        print(f"  {name} {config}: step {step + 1}/{warmup + steps}", flush=True)
+    medians = {
+        v: {measure: statistics.median(t) for measure, t in times[v].items()}
+        for v in variants
+    }
+    base = medians[variants[0]]
+    rows = []
+    for variant in variants:
+        m = medians[variant]
+        params = sum(int(np.prod(w.shape)) for w in models[variant].trainable_weights)
+        row = {
+            "model": name,
+            "config": f"{config}, {size}x{size}, batch {batch}",
+            "variant": variant,
+            "params": params,
+            "train_step_ms": 1000 * m["train"],
+            "train_img_s": batch / m["train"],
+            "vs_baseline": m["train"] / base["train"],
+            "train_cpu_s": m["train_cpu"],
+            "cpu_vs_baseline": m["train_cpu"] / base["train_cpu"],
+            "infer_ms": 1000 * m["infer"],
+        }
+        if "ref_train" in m:
+            row.update(
+                reference=REFERENCES[variant],
+                ref_params=reference_params[variant],
+                ref_train_ms=1000 * m["ref_train"],
+                ref_infer_ms=1000 * m["ref_infer"],
+                train_vs_ref=m["train"] / m["ref_train"],
+                infer_vs_ref=m["infer"] / m["ref_infer"],
+            )
+        rows.append(row)
+    if memory:
+        for row in rows:
+            peak = peak_memory(name, config, row["variant"], num_classes, size, batch)
+            row["peak_rss_mib"] = peak["peak_mib"]
+            row["peak_mib"] = peak["peak_mib"] - peak["imports_mib"]
+        for row in rows:
+            row["peak_vs_baseline"] = row["peak_mib"] / rows[0]["peak_mib"]
     return rows
 
 
@@ -165,20 +359,37 @@ def layer_breakdown(name, config, variants, steps, num_classes):
     return "\n".join(lines)
 
 
+# header, row key, format; a column shows when a row has its key ("-" in the
+# rows without it)
+COLUMNS = (
+    ("model", "model", "{}"),
+    ("config, input, batch", "config", "{}"),
+    ("variant", "variant", "{}"),
+    ("params", "params", "{:,}"),
+    ("forward (ms/batch)", "infer_ms", "{:.0f}"),
+    ("train step (ms)", "train_step_ms", "{:.0f}"),
+    ("train vs baseline", "vs_baseline", "{:.2f}x"),
+    ("train CPU vs baseline", "cpu_vs_baseline", "{:.2f}x"),
+    ("PyTorch reference", "reference", "{}"),
+    ("ref. forward (ms)", "ref_infer_ms", "{:.0f}"),
+    ("ref. train step (ms)", "ref_train_ms", "{:.0f}"),
+    ("forward vs ref.", "infer_vs_ref", "{:.2f}x"),
+    ("train vs ref.", "train_vs_ref", "{:.2f}x"),
+    ("train peak RSS (MiB)", "peak_rss_mib", "{:.0f}"),
+    ("peak above imports (MiB)", "peak_mib", "{:.0f}"),
+    ("peak vs baseline", "peak_vs_baseline", "{:.2f}x"),
+)
+
+
 def table(rows):
+    columns = [c for c in COLUMNS if any(c[1] in r for r in rows)]
     lines = [
-        "| model | input, batch | variant | params | train step (ms) | train img/s "
-        "| step vs baseline | train step CPU (s) | CPU vs baseline "
-        "| inference (ms/batch) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| " + " | ".join(header for header, _, _ in columns) + " |",
+        "|" + "".join(" --- |" if f == "{}" else " ---: |" for _, _, f in columns),
     ]
     for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['config']} | {r['variant']} | {r['params']:,} "
-            f"| {r['train_step_ms']:.0f} | {r['train_img_s']:.1f} "
-            f"| {r['vs_baseline']:.2f}x | {r['train_cpu_s']:.2f} "
-            f"| {r['cpu_vs_baseline']:.2f}x | {r['infer_ms']:.0f} |"
-        )
+        cells = [f.format(r[key]) if key in r else "-" for _, key, f in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -190,8 +401,9 @@ def machine():
     except (OSError, AttributeError):
         pass
     return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"keras {keras.__version__} ({keras.backend.backend()})"
+        f"{cpu}, {os.cpu_count()} cores (nproc {nproc()}), Python "
+        f"{platform.python_version()}, keras {keras.__version__} "
+        f"({keras.backend.backend()})"
     )
 
 
@@ -216,13 +428,39 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
     parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--size", type=int, help="input size instead of the config's")
+    parser.add_argument("--batch", type=int, help="batch size instead of the config's")
+    parser.add_argument(
+        "--references",
+        action="store_true",
+        help="also time the PyTorch references (torch.nn, antialiased_cnns, APS)",
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure each variant's peak memory in a fresh process",
+    )
     parser.add_argument(
         "--layers", action="store_true", help="time each layer class instead"
     )
     parser.add_argument(
         "--write", metavar="PATH", help="update the section in this Markdown file"
     )
+    # What `peak_memory` runs: one model, config and variant; prints JSON.
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        peak = memory_child(
+            args.models[0],
+            args.configs[0],
+            args.variants[0],
+            args.num_classes,
+            args.size,
+            args.batch,
+            args.steps,
+        )
+        print(json.dumps(peak))
+        return
     if args.variants[0] != "baseline":
         args.variants.insert(0, "baseline")
 
@@ -257,6 +495,30 @@ def main():
             "process's threads: steadier than wall time when other jobs share the "
             "cores."
         )
+        if args.references:
+            import torch
+
+            method += (
+                f"\n- PyTorch references (torch {torch.__version__}), timed in the "
+                "same round robin and process on the same batch: "
+                + "; ".join(f'"{v}": {ref}' for v, ref in REFERENCES.items())
+                + ". They are the zoo's networks (CIFAR stem: 3x3/1 conv, no max "
+                "pool; VGG head: global average pooling and the logits; "
+                'antialiased-cnns\' models changed to those where needed); "APS" '
+                "keeps the polyphase component of largest l2 norm after a 4-tap "
+                'blur, where the zoo\'s "aps" puts `PolyphaseDown2D`. Forward: eval '
+                "mode under `torch.no_grad`; train step: forward, cross-entropy, "
+                "backward, SGD step (momentum 0.9). `vs ref.` is our time over the "
+                "reference's (target: <= 0.5x)."
+            )
+        if args.memory:
+            method += (
+                "\n- Memory: each variant's model built and trained 2 steps in a "
+                "fresh process; peak RSS is its peak resident memory (VmHWM), and "
+                "the peak above the imports subtracts its resident memory (VmRSS) "
+                'after importing keras, TensorFlow and the zoo; "peak vs '
+                'baseline" compares the latter (target: <= 1.5x).'
+            )
         rows = []
         for config in args.configs:
             for name in args.models:
@@ -267,6 +529,10 @@ def main():
                     args.steps,
                     args.warmup,
                     args.num_classes,
+                    args.size,
+                    args.batch,
+                    args.references,
+                    args.memory,
                 )
         body = table(rows)
     text = "\n".join(
@@ -274,6 +540,12 @@ def main():
             title,
             "",
             f"- Date: {datetime.date.today().isoformat()}; machine: {machine()}.",
+            f"- Threads: TensorFlow runs each op on {tf_threads()} (intra-op)"
+            + (
+                f"; PyTorch `torch.set_num_threads({tf_threads()})`."
+                if args.references
+                else "."
+            ),
             f"- Command: `python {' '.join(sys.argv)}` ({time.time() - start:.0f} s; "
             f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "
             "the end).",
