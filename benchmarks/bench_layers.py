@@ -67,6 +67,8 @@ if BACKEND == "jax":
 else:
     import tensorflow as tf  # noqa: E402
 
+import markdown_sections  # noqa: E402
+
 from keras_shiftinv import ops as si_ops  # noqa: E402
 from keras_shiftinv.layers import (  # noqa: E402
     BlurPool2D,
@@ -338,18 +340,6 @@ def machine_facts(args, load_before):
     )
 
 
-def write_section(path, section, body):
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
-    block = f"{start}\n{body}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        text = before + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _backend_argument(parser)
@@ -424,7 +414,7 @@ def main():
     body = f"{title}\n\n{facts}\n\n{table(results, cases, shapes)}"
     print(body)
     if not args.no_write:
-        write_section(args.output, args.section, body)
+        markdown_sections.write_section(args.output, args.section, body)
         print(f"wrote section {args.section!r} of {args.output}")
 
 

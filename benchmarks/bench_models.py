@@ -45,6 +45,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+import markdown_sections  # noqa: E402
+
 import zoo  # noqa: E402
 
 # name: (input size, batch size, builder options)
@@ -407,19 +409,6 @@ def machine():
     )
 
 
-def write_section(path, name, text):
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    section = f"{start}\n{text}\n{end}"
-    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if start in old:
-        pattern = re.escape(start) + ".*?" + re.escape(end)
-        new = re.sub(pattern, lambda _: section, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + section + "\n"
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "vgg13"])
@@ -556,7 +545,7 @@ def main():
     )
     print(text)
     if args.write:
-        write_section(args.write, section, text)
+        markdown_sections.write_section(args.write, section, text)
 
 
 if __name__ == "__main__":

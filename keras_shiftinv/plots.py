@@ -86,25 +86,77 @@ def plot_layer_means(entries, path):
     figure.savefig(path, dpi=100)
 
 
-def plot_consistency_accuracy(entries, path):
-    """Consistency against accuracy, one labelled point per model."""
-    figure = _figure(5, 4)
-    ax = figure.subplots()
-    for entry in entries:
-        ax.scatter(entry["accuracy"], entry["consistency"], s=30)
-        ax.annotate(
-            entry["name"],
-            (entry["accuracy"], entry["consistency"]),
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize=8,
-        )
-    ax.set_xlabel("accuracy (unshifted)")
-    ax.set_ylabel("consistency")
-    ax.set_title("shift consistency against accuracy", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.margins(0.2)
-    figure.savefig(path, dpi=100)
+def plot_consistency_accuracy(
+    entries,
+    path,
+    panels=None,
+    legend=None,
+    percent=False,
+    xlabel="accuracy (unshifted)",
+    ylabel="consistency",
+    size=(5, 4),
+    point_size=30,
+    font_size=8,
+    margins=0.2,
+    dpi=100,
+):
+    """Consistency against accuracy, one labelled point per entry.
+
+    Each entry has a "name" (its label), an "accuracy" and a "consistency"; an
+    entry may also give the "color" of its point and label, the "marker" of its
+    point, the "edgecolor" of its point, and the "panel" it is drawn in.
+
+    Args:
+        entries: the points.
+        path: the PNG file to write.
+        panels: {panel: title}: one panel side by side per key, in this order,
+            each with the entries whose "panel" is that key. None: one panel,
+            with every entry, titled "shift consistency against accuracy".
+        legend: {label: marker}: a legend of these markers in every panel.
+        percent: plot accuracy and consistency in percent.
+        xlabel, ylabel: the axis labels (ylabel on the first panel).
+        size: (width, height) of one panel, in inches.
+        point_size: area of a point, in points^2.
+        font_size: size of the point labels.
+        margins: of the axes, relative to the range of the data.
+        dpi: of the PNG.
+    """
+    scale = 100 if percent else 1
+    if panels is None:
+        panels = {None: "shift consistency against accuracy"}
+    figure = _figure(size[0] * len(panels), size[1])
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel, title) in zip(axes, panels.items(), strict=True):
+        for entry in entries:
+            if entry.get("panel") != panel:
+                continue
+            point = (scale * entry["accuracy"], scale * entry["consistency"])
+            colour = {"color": entry["color"]} if "color" in entry else {}
+            ax.scatter(
+                *point,
+                marker=entry.get("marker"),
+                s=point_size,
+                edgecolors=entry.get("edgecolor"),
+                **colour,
+            )
+            ax.annotate(
+                entry["name"],
+                point,
+                textcoords="offset points",
+                xytext=(4, font_size / 2),
+                fontsize=font_size,
+                **colour,
+            )
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.margins(margins)
+        if legend:
+            for name, marker in legend.items():
+                ax.scatter([], [], marker=marker, color="gray", label=name)
+            ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel(ylabel)
+    figure.savefig(path, dpi=dpi)
 
 
 def plot_downsampling(entries, path, reference=None):

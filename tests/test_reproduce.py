@@ -27,6 +27,9 @@ def _load_script():
 
 
 reproduce = _load_script()
+# Loading reproduce.py puts the benchmarks folder on sys.path.
+import markdown_sections  # noqa: E402
+from reproduction import plan, report, seeds  # noqa: E402
 
 
 def _fashion_like(folder, n_train=64, n_test=16):
@@ -85,7 +88,7 @@ def test_runs_records_and_benchmarks_section(tmp_path):
     data_dir.mkdir()
     images, labels = _fashion_like(str(data_dir))
     settings = dataclasses.replace(
-        reproduce.MODES["quick"],
+        plan.MODES["quick"],
         width_multiplier=1 / 32,
         train_subset=None,
         batch_size=16,
@@ -108,7 +111,8 @@ def test_runs_records_and_benchmarks_section(tmp_path):
     )
     args = ("quick", settings, out)
     options = {"data_dir": str(data_dir), "benchmarks": str(benchmarks), "verbose": 0}
-    records = reproduce.run(*args, command="python reproduce.py --test", **options)
+    options["report"] = reproduce.write_reports
+    records = plan.run(*args, command="python reproduce.py --test", **options)
 
     assert sorted(r["variant"] for r in records) == sorted(variants)
     with open(os.path.join(out, "results.json")) as f:
@@ -130,7 +134,7 @@ def test_runs_records_and_benchmarks_section(tmp_path):
 
     text = benchmarks.read_text()
     assert "<!-- bench_layers:start -->\nkeep\n<!-- bench_layers:end -->" in text
-    body = reproduce.section(text, "reproduce-quick")
+    body = markdown_sections.section(text, "reproduce-quick")
     assert "python reproduce.py --test" in body
     assert "| vgg13 | none | group-aps |" in body
     assert "--variants baseline group-aps --augment none" in body
@@ -143,7 +147,7 @@ def test_runs_records_and_benchmarks_section(tmp_path):
         name: os.path.getmtime(os.path.join(out, "records", name))
         for name in os.listdir(os.path.join(out, "records"))
     }
-    again = reproduce.run(*args, command="python reproduce.py --test", **options)
+    again = plan.run(*args, command="python reproduce.py --test", **options)
     assert again == records
     for name, stamp in stamps.items():
         assert os.path.getmtime(os.path.join(out, "records", name)) == stamp
@@ -156,59 +160,101 @@ def test_replace_section_keeps_other_sections():
         "<!-- reproduce:end -->\n\n<!-- bench_models:start -->\nmodels\n"
         "<!-- bench_models:end -->\n"
     )
-    new = reproduce.replace_section(text, "reproduce", "new\ntable")
+    new = markdown_sections.replace_section(text, "reproduce", "new\ntable")
     assert new == text.replace("\nold\n", "\nnew\ntable\n")
-    assert reproduce.replace_section(new, "reproduce", "new\ntable") == new
+    assert markdown_sections.replace_section(new, "reproduce", "new\ntable") == new
 
-    appended = reproduce.replace_section("# Benchmarks\n", "x", "body")
+    appended = markdown_sections.replace_section("# Benchmarks\n", "x", "body")
     assert appended == "# Benchmarks\n\n<!-- x:start -->\nbody\n<!-- x:end -->\n"
     # An unterminated marker is not a section: a complete one is appended.
     broken = "<!-- x:start -->\ndangling\n"
-    assert reproduce.replace_section(broken, "x", "b").startswith(broken)
+    assert markdown_sections.replace_section(broken, "x", "b").startswith(broken)
 
 
-def test_modes_are_subsections_of_the_reproduce_section():
-    text = "# Benchmarks\n\n<!-- bench_models:start -->\nm\n<!-- bench_models:end -->\n"
-    text = reproduce.update_benchmarks(text, "quick", "quick table")
-    text = reproduce.update_benchmarks(text, "full", "full table")
-    text = reproduce.update_benchmarks(text, "quick", "quick table 2")
-    inner = reproduce.section(text, "reproduce")
+def test_modes_are_subsections_of_the_reproduce_section(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(
+        "# Benchmarks\n\n<!-- bench_models:start -->\nm\n<!-- bench_models:end -->\n"
+    )
+    report.write_benchmarks(str(path), "quick", "quick table")
+    report.write_benchmarks(str(path), "full", "full table")
+    report.write_benchmarks(str(path), "quick", "quick table 2")
+    text = path.read_text()
+    inner = markdown_sections.section(text, "reproduce")
     assert inner.startswith("<!-- reproduce-intro:start -->")
-    assert reproduce.section(inner, "reproduce-intro") == reproduce.INTRO.strip()
-    assert reproduce.section(inner, "reproduce-quick") == "quick table 2"
-    assert reproduce.section(inner, "reproduce-full") == "full table"
-    assert reproduce.section(text, "bench_models") == "m"
+    assert markdown_sections.section(inner, "reproduce-intro") == report.INTRO.strip()
+    assert markdown_sections.section(inner, "reproduce-quick") == "quick table 2"
+    assert markdown_sections.section(inner, "reproduce-full") == "full table"
+    assert markdown_sections.section(text, "bench_models") == "m"
     assert text.count("<!-- reproduce:start -->") == 1
 
 
+def test_write_section_creates_the_file_and_replaces_only_its_section(tmp_path):
+    # As bench_layers.py and bench_models.py write their sections.
+    path = tmp_path / "BENCHMARKS.md"
+    markdown_sections.write_section(path, "bench_layers", "table 1\n")
+    assert path.read_text() == (
+        "# Benchmarks\n\n<!-- bench_layers:start -->\ntable 1\n"
+        "<!-- bench_layers:end -->\n"
+    )
+    markdown_sections.write_section(str(path), "bench_models", "models")
+    markdown_sections.write_section(path, "bench_layers", "table 2")
+    text = path.read_text()
+    assert markdown_sections.section(text, "bench_layers") == "table 2"
+    assert markdown_sections.section(text, "bench_models") == "models"
+    assert text.index("bench_layers:end") < text.index("bench_models:start")
+
+
+def test_consistency_accuracy_plot_has_a_panel_per_augmentation(tmp_path):
+    records = [
+        {
+            "model": model,
+            "variant": variant,
+            "augment": augment,
+            "accuracy": 0.8,
+            "consistency_circular": 0.9,
+            "exact": variant == "aps",
+        }
+        for model in plan.MODELS
+        for variant in ("baseline", "aps")
+        for augment in plan.AUGMENTS
+    ]
+    path = tmp_path / "consistency_accuracy.png"
+    report.plot_consistency_accuracy(records, str(path))
+    from matplotlib.image import imread
+
+    # Two panels of 5.5 x 4.5 inches at 110 dpi.
+    assert imread(path).shape[:2] == (495, 1210)
+
+
 def test_table_command_names_only_what_differs_from_the_mode():
-    quick = reproduce.MODES["quick"]
+    quick = plan.MODES["quick"]
     records = [
         {"model": m, "variant": v, "augment": a}
-        for m in reproduce.MODELS
+        for m in plan.MODELS
         for v in quick.variants
-        for a in reproduce.AUGMENTS
+        for a in plan.AUGMENTS
     ]
-    assert reproduce.table_command("quick", quick, records) == (
+    assert report.table_command("quick", quick, records) == (
         "python benchmarks/reproduce.py --quick"
     )
     zero = dataclasses.replace(quick, padding="zero")
     subset = [r for r in records if r["augment"] == "none"]
-    assert reproduce.table_command("quick", zero, subset) == (
+    assert report.table_command("quick", zero, subset) == (
         "python benchmarks/reproduce.py --quick --padding zero --augment none"
     )
     # Variants beyond the quick mode's are listed, in the script's order.
     more = records + [{"model": "vgg13", "variant": "aps", "augment": "none"}]
-    assert reproduce.table_command("quick", quick, more).endswith(
+    assert report.table_command("quick", quick, more).endswith(
         "--variants baseline blur5 group aps group-aps"
     )
-    assert reproduce.label("quick", zero) == "quick-zero"
+    assert plan.label("quick", zero) == "quick-zero"
     seeded = dataclasses.replace(zero, seed=2)
-    assert reproduce.label("quick", seeded) == "quick-zero-seed2"
-    assert reproduce.table_command("quick", seeded, subset) == (
+    assert plan.label("quick", seeded) == "quick-zero-seed2"
+    assert report.table_command("quick", seeded, subset) == (
         "python benchmarks/reproduce.py --quick --padding zero --seed 2 --augment none"
     )
-    assert reproduce.label("full", reproduce.MODES["full"]) == "full"
+    assert plan.label("full", plan.MODES["full"]) == "full"
 
 
 def _write_records(folder, values):
@@ -241,16 +287,16 @@ def test_seeds_report_compares_each_seed_with_its_own_baseline(tmp_path):
     _write_records(str(tmp_path / "full-zero-seed1"), {"baseline": (0, 0, 0)})
     benchmarks = tmp_path / "BENCHMARKS.md"
     benchmarks.write_text("# Benchmarks\n")
-    seeded = dataclasses.replace(reproduce.MODES["full"], seed=1)
+    seeded = dataclasses.replace(plan.MODES["full"], seed=1)
     out = str(tmp_path / "full-seed1")
-    assert reproduce.seed_folders("full", seeded, out) == {
+    assert seeds.seed_folders("full", seeded, out) == {
         0: str(tmp_path / "full"),
         1: out,
     }
 
-    reproduce.seeds_report("full", seeded, out, str(benchmarks))
+    seeds.seeds_report("full", seeded, out, str(benchmarks))
 
-    body = reproduce.section(benchmarks.read_text(), "reproduce-full-seeds")
+    body = markdown_sections.section(benchmarks.read_text(), "reproduce-full-seeds")
     std = np.std([0.5, 0.6], ddof=1) * 100
     assert f"| vgg13 | none | baseline | 0, 1 | 80.0 ± 0.0 | 55.0 ± {std:.1f} |" in body
     # group: 0.4 - 0.5 under seed 0, 0.8 - 0.6 under seed 1.
@@ -266,7 +312,7 @@ def test_seeds_report_compares_each_seed_with_its_own_baseline(tmp_path):
         assert [row["variant"] for row in json.load(f)] == ["baseline", "group"]
 
     # Results in a folder the script did not name have no seeds to gather.
-    assert reproduce.seed_folders("full", seeded, str(tmp_path / "mine")) == {}
+    assert seeds.seed_folders("full", seeded, str(tmp_path / "mine")) == {}
 
 
 def _write_decisive(folder, values):
@@ -298,10 +344,10 @@ def _write_decisive(folder, values):
 
 
 def test_verdict_rule():
-    assert reproduce.verdict([0.1, 2.0, 0.5]) == "holds"
-    assert reproduce.verdict([-0.1, 2.0, 0.5]) == "not settled"
-    assert reproduce.verdict([-3.0, 2.0, 0.5]) == "does not hold"
-    assert reproduce.verdict([0.0, 0.0]) == "does not hold"
+    assert seeds.verdict([0.1, 2.0, 0.5]) == "holds"
+    assert seeds.verdict([-0.1, 2.0, 0.5]) == "not settled"
+    assert seeds.verdict([-3.0, 2.0, 0.5]) == "does not hold"
+    assert seeds.verdict([0.0, 0.0]) == "does not hold"
 
 
 def test_decisive_seeds_report_has_diagnostics_and_the_papers_verdicts(tmp_path):
@@ -323,11 +369,11 @@ def test_decisive_seeds_report_has_diagnostics_and_the_papers_verdicts(tmp_path)
     )
     benchmarks = tmp_path / "BENCHMARKS.md"
     benchmarks.write_text("# Benchmarks\n")
-    seeded = dataclasses.replace(reproduce.MODES["decisive"], seed=1)
-    reproduce.seeds_report(
+    seeded = dataclasses.replace(plan.MODES["decisive"], seed=1)
+    seeds.seeds_report(
         "decisive", seeded, str(tmp_path / "decisive-seed1"), str(benchmarks)
     )
-    body = reproduce.section(benchmarks.read_text(), "reproduce-decisive-seeds")
+    body = markdown_sections.section(benchmarks.read_text(), "reproduce-decisive-seeds")
     share_sd = np.std([0.6, 0.4], ddof=1)
     change_sd = np.std([0.1, 0.3], ddof=1)
     # Symmetric crop 70 and 75 %; crop gains +10 and +5 points.
@@ -367,9 +413,9 @@ def test_commit_results_commits_the_results_and_nothing_twice(tmp_path):
     benchmarks = tmp_path / "BENCHMARKS.md"
     benchmarks.write_text("# Benchmarks\n")
 
-    reproduce.commit_results(str(out), str(benchmarks), "reproduce decisive: a")
+    plan.commit_results(str(out), str(benchmarks), "reproduce decisive: a")
     assert git("log", "--format=%s").splitlines() == ["reproduce decisive: a"]
     tracked = git("ls-files").split()
     assert tracked == ["BENCHMARKS.md", "results/decisive/records/a.json"]
-    reproduce.commit_results(str(out), str(benchmarks), "again")
+    plan.commit_results(str(out), str(benchmarks), "again")
     assert len(git("log", "--format=%s").splitlines()) == 1
