@@ -40,7 +40,7 @@ CONFIGS = {
 
 
 def build(name, variant, size, options, num_classes):
-    if not name.startswith("resnet"):
+    if not zoo.model_spec(name).has_stem:
         options = {k: v for k, v in options.items() if k != "stem"}
     model = zoo.create_model(
         name,
