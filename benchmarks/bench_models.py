@@ -76,7 +76,7 @@ def batch_data(size, batch, num_classes):
 
 
 def build(name, variant, size, options, num_classes):
-    if not name.startswith("resnet"):
+    if not zoo.model_spec(name).has_stem:
         options = {k: v for k, v in options.items() if k != "stem"}
     model = zoo.create_model(
         name,

@@ -67,7 +67,7 @@ def main():
             input_shape=(32, 32, 1),
             stem="cifar",
             width_multiplier=1 / 8,
-            padding="circular",
+            pad_mode="circular",
         )
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),

@@ -28,13 +28,14 @@ from keras_shiftinv.validation import (
     PLACEMENTS,
     POLYPHASE_ORDERS,
     channel_axis,
+    renamed_argument,
     spatial_axes,
     standardize_choice,
     standardize_filt_size,
     standardize_int,
 )
 
-METHODS = ("blur", "aps", "group", "conv3d")
+ANTIALIAS_VARIANTS = ("blur", "aps", "group", "conv3d")
 
 _CONVS = (
     keras.layers.Conv2D,
@@ -82,7 +83,7 @@ class Change:
 
 def antialias(
     model,
-    method="blur",
+    variant=None,
     filt_size=4,
     pad_mode=None,
     polyphase_order="fixed",
@@ -93,13 +94,15 @@ def antialias(
     placement="replace",
     module_initializer=None,
     max_pool_size=None,
+    *,
+    method=None,
 ):
     """Rewrites the downsampling layers of a Keras model to make it shift-invariant.
 
     Returns a new model with the same inputs and output shapes; the input model is
     not changed. Each layer is cloned from its config and every weight that still
     fits is copied, so a trained model keeps its weights (fine-tune it afterwards:
-    the function it computes changes). What changes, for `method="blur"` (Zhang,
+    the function it computes changes). What changes, for `variant="blur"` (Zhang,
     2019):
 
     - a strided `Conv2D`, `DepthwiseConv2D` or `SeparableConv2D` runs at stride 1
@@ -126,7 +129,7 @@ def antialias(
     and `ceil(size / stride)` for "same", as before (so `ZeroPadding2D` followed by
     a "valid" strided conv, as in `keras.applications`, keeps its shape).
 
-    The other methods put another subsampling layer in the same place:
+    The other variants put another subsampling layer in the same place:
 
     - "aps": `PolyphaseDown2D(strides, filt_size=filt_size, pad_mode=pad_mode)`
       (adaptive polyphase sampling, Chaman and Dokmanic 2021). Strided layers that
@@ -138,7 +141,7 @@ def antialias(
       layers, `pad_mode="circular"`) the converted model is then exactly
       invariant to circular shifts by any number of pixels.
     - "group" / "conv3d": a strided `Conv2D` (groups 1, square kernel) becomes a
-      `ShiftInvariantDown(filters, branch=method, kernel_size, strides,
+      `ShiftInvariantDown(filters, branch=variant, kernel_size, strides,
       polyphase_order, pad_mode)` followed by the conv's activation, and a strided
       pool a `ShiftInvariantDown` with as many filters as channels and kernel size
       3 (as in the seed paper's ResNet-18 and the zoo). A "valid" layer with a
@@ -154,7 +157,7 @@ def antialias(
       `module_initializer="lowpass"` starts every module as
       `BlurPool2D(filt_size)` (see `keras_shiftinv.initializers.LowPass`), so
       with `placement="dense"` the converted model starts out computing what
-      `method="blur"` computes.
+      `variant="blur"` computes.
 
     Unsupported: strided layers of any other kind (`Conv1D`, `Conv3D`, 1D/3D
     pooling, strided `Conv2DTranspose`, custom layers with `strides`), and strided
@@ -166,7 +169,8 @@ def antialias(
 
     Args:
         model: a functional or a built Sequential `keras.Model`.
-        method: "blur", "aps", "group" or "conv3d".
+        variant: "blur" (the default), "aps", "group" or "conv3d"; the zoo's
+            variants of the same names.
         filt_size: blur taps per axis for "blur" and "aps" (see `BlurPool2D`);
             1 is plain subsampling ("aps" without a low-pass filter).
         pad_mode: border mode of the inserted layers. "blur" and "aps": the
@@ -184,6 +188,7 @@ def antialias(
         max_pool_size: with "blur", the max window of the `MaxBlurPool2D` that
             replaces each strided `MaxPooling2D`, on its unpadded input (None:
             the pool's own window and input).
+        method: deprecated name of `variant` (a `DeprecationWarning`).
 
     Returns:
         The new model (functional, or Sequential for a Sequential model;
@@ -205,8 +210,9 @@ def antialias(
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"antialias() takes a keras.Model. Received: model={model!r}")
-    method = standardize_choice(method, "method", METHODS)
-    blurs = method in ("blur", "aps")
+    variant = renamed_argument("method", method, "variant", variant, "blur")
+    variant = standardize_choice(variant, "variant", ANTIALIAS_VARIANTS)
+    blurs = variant in ("blur", "aps")
     if pad_mode is None:
         pad_mode = "reflect" if blurs else "zero"
     placement = standardize_choice(placement, "placement", PLACEMENTS)
@@ -215,8 +221,8 @@ def antialias(
     )
     if blurs and (placement != "replace" or module_initializer is not None):
         raise ValueError(
-            "`placement` and `module_initializer` apply to the methods 'group' and "
-            f"'conv3d'. Received: method={method!r}, placement={placement!r}, "
+            "`placement` and `module_initializer` apply to the variants 'group' and "
+            f"'conv3d'. Received: variant={variant!r}, placement={placement!r}, "
             f"module_initializer={module_initializer!r}"
         )
     if placement == "dense" and polyphase_order == "aps":
@@ -226,7 +232,7 @@ def antialias(
             "polyphase_order='aps'"
         )
     converter = _Converter(
-        method=method,
+        variant=variant,
         placement=placement,
         module_initializer=module_initializer,
         filt_size=standardize_filt_size(filt_size),
@@ -241,7 +247,7 @@ def antialias(
             on_unsupported, "on_unsupported", ("raise", "warn")
         ),
         taken=set(_layer_names(model)),
-        max_pool_size=_standardize_max_pool_size(max_pool_size, method),
+        max_pool_size=_standardize_max_pool_size(max_pool_size, variant),
     )
     new_model = converter.convert_model(model, prefix="")
     converter.copy_weights()
@@ -253,13 +259,13 @@ def antialias(
     return (new_model, converter.report) if return_report else new_model
 
 
-def _standardize_max_pool_size(max_pool_size, method):
+def _standardize_max_pool_size(max_pool_size, variant):
     if max_pool_size is None:
         return None
-    if method != "blur":
+    if variant != "blur":
         raise ValueError(
-            "`max_pool_size` applies to method='blur'. "
-            f"Received: method={method!r}, max_pool_size={max_pool_size!r}"
+            "`max_pool_size` applies to variant='blur'. "
+            f"Received: variant={variant!r}, max_pool_size={max_pool_size!r}"
         )
     return standardize_int(max_pool_size, "max_pool_size")
 
@@ -403,7 +409,7 @@ class _GraphState:
 class _Converter:
     def __init__(
         self,
-        method,
+        variant,
         placement,
         module_initializer,
         filt_size,
@@ -415,7 +421,7 @@ class _Converter:
         max_pool_size=None,
     ):
         self.max_pool_size = max_pool_size
-        self.method = method
+        self.variant = variant
         self.placement = placement
         self.module_initializer = module_initializer
         self.filt_size = filt_size
@@ -525,7 +531,7 @@ class _Converter:
         ties = collections.Counter(spec.tie for _, spec in anchored)
         before, after = {}, collections.defaultdict(list)
         for anchor, spec in anchored:
-            if self.method != "aps" or ties[spec.tie] < 2:
+            if self.variant != "aps" or ties[spec.tie] < 2:
                 spec = dataclasses.replace(spec, tie=None)
             if anchor is None:
                 before[id(spec.node)] = spec
@@ -597,7 +603,7 @@ class _Converter:
         reason = self._unsupported(layer, strides)
         if reason:
             message = (
-                f"antialias(method={self.method!r}) cannot convert layer "
+                f"antialias(variant={self.variant!r}) cannot convert layer "
                 f"{prefix + layer.name!r} ({type(layer).__name__}): {reason}. Pass "
                 f"exclude=[{layer.name!r}] or on_unsupported='warn' to keep it as "
                 "it is."
@@ -615,7 +621,7 @@ class _Converter:
         if isinstance(layer, _POOLS) or (isinstance(layer, _CONVS) and not strides):
             return None
         if isinstance(layer, _CONVS):
-            if self.method in ("blur", "aps") or self.placement == "dense":
+            if self.variant in ("blur", "aps") or self.placement == "dense":
                 return None
             return _shift_invariant_down_misfit(layer)
         if strides:
@@ -635,11 +641,11 @@ class _Converter:
 
     def _replacement(self, layer, strides):
         dtype = layer.dtype_policy
-        if self.method in ("group", "conv3d") and self.placement == "replace":
+        if self.variant in ("group", "conv3d") and self.placement == "replace":
             return self._shift_invariant_down(layer, strides)
         resized = self.max_pool_size is not None
         if (
-            self.method == "blur"
+            self.variant == "blur"
             and isinstance(layer, keras.layers.MaxPooling2D)
             and (layer.padding == "valid" or resized)
         ):
@@ -690,7 +696,7 @@ class _Converter:
         new.append(
             si_layers.ShiftInvariantDown(
                 filters,
-                branch=self.method,
+                branch=self.variant,
                 kernel_size=kernel_size,
                 strides=strides,
                 polyphase_order=self.polyphase_order,
@@ -713,7 +719,7 @@ class _Converter:
             )
         return _Rewrite(
             tuple(new),
-            f"-> ShiftInvariantDown(branch={self.method!r}), new weights",
+            f"-> ShiftInvariantDown(branch={self.variant!r}), new weights",
             subsample=False,
         )
 
@@ -768,21 +774,21 @@ class _Converter:
         source = spec.source
         strides = _strides(source)
         blur = dict(filt_size=self.filt_size, pad_mode=self.pad_mode)
-        if self.method == "blur":
+        if self.variant == "blur":
             new = [
                 self._subsampler(
                     source, "blurpool", si_layers.BlurPool2D, strides=strides, **blur
                 )
             ]
             y = _call_new(new[0], source, x)
-        elif self.method in ("group", "conv3d"):
+        elif self.variant in ("group", "conv3d"):
             new = [
                 self._subsampler(
                     source,
                     "shift_invariant_down",
                     si_layers.ShiftInvariantDown,
                     filters=x.shape[channel_axis(source.data_format)],
-                    branch=self.method,
+                    branch=self.variant,
                     kernel_size=3,
                     strides=strides,
                     pad_mode=self.pad_mode,

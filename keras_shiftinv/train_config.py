@@ -43,8 +43,8 @@ class TrainConfig:
             the weights directly, scaled by the learning rate).
         augment: "none" or "crop_flip" (random crop with padding, horizontal flip).
         width_multiplier, filt_size, padding, polyphase_order, placement,
-            module_initializer: passed to the model (the last two for the
-            "group"/"conv3d" variants).
+            module_initializer: passed to the model (`padding` as its `pad_mode`;
+            the last two for the "group"/"conv3d" variants).
         image_size: resize images to this size (needed when their sizes differ);
             28x28 images (Fashion-MNIST, MNIST) are zero-padded to 32x32 otherwise.
         mixed_precision: "float32", "mixed_float16" or "mixed_bfloat16".

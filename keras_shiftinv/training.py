@@ -21,7 +21,6 @@ and every other worker writes the same files to `RUN_DIR/worker-<index>/`.
 """
 
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -137,14 +136,14 @@ def build_model(config, input_shape, num_classes):
         "input_shape": input_shape,
         "width_multiplier": config.width_multiplier,
         "filt_size": config.filt_size,
-        "padding": config.padding,
+        "pad_mode": config.padding,
         "polyphase_order": config.polyphase_order,
     }
     # Only where they apply, so the other variants' options stay as they were.
     if config.variant in ("group", "conv3d"):
         options["placement"] = config.placement
         options["module_initializer"] = config.module_initializer
-    if "stem" in inspect.signature(getattr(zoo, config.model)).parameters:
+    if zoo.model_spec(config.model).has_stem:
         small = max(input_shape[:2]) <= SMALL_IMAGE_SIZE
         options["stem"] = "cifar" if small else "imagenet"
     network = zoo.create_model(config.model, **options)

@@ -7,6 +7,7 @@ mistake is reported where it is made, not deep inside a backend kernel.
 
 import math
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -94,6 +95,41 @@ def standardize_choice(value, name, choices):
             f"Received: {name}={value!r}"
         )
     return value
+
+
+def renamed_argument(old_name, old_value, new_name, new_value, default, stacklevel=3):
+    """The value of an argument renamed from `old_name` to `new_name`.
+
+    Both keywords default to None. The old one still works, with a
+    `DeprecationWarning`; giving both is a `ValueError` naming both.
+
+    Args:
+        old_name: the deprecated keyword.
+        old_value: its value (None: not given).
+        new_name: the keyword that replaces it.
+        new_value: its value (None: not given).
+        default: the value when neither is given.
+        stacklevel: as in `warnings.warn`; the default 3 blames the caller of the
+            function that calls `renamed_argument`.
+
+    Returns:
+        `new_value`, else `old_value`, else `default`.
+    """
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None:
+        raise ValueError(
+            f"`{old_name}` is the deprecated name of `{new_name}`: give only "
+            f"`{new_name}`. Received: {old_name}={old_value!r}, "
+            f"{new_name}={new_value!r}"
+        )
+    warnings.warn(
+        f"`{old_name}` is deprecated; use `{new_name}` instead "
+        f"({new_name}={old_value!r}).",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return old_value
 
 
 def spatial_axes(data_format):

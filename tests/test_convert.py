@@ -7,6 +7,7 @@ from keras_shiftinv import (
     BlurPool2D,
     CircularPadding2D,
     MaxBlurPool2D,
+    PolyphaseDown2D,
     PolyphaseGather2D,
     ShiftInvariantDown,
     antialias,
@@ -275,9 +276,9 @@ def test_keras_applications(name, size, kwargs, changes):
         if method != "blur":
             if name == "MobileNetV2" and method == "group":
                 with pytest.raises(ValueError, match=r"\(DepthwiseConv2D\)"):
-                    antialias(model, method=method)
+                    antialias(model, variant=method)
                 continue
-            new = antialias(model, method=method)
+            new = antialias(model, variant=method)
         assert new.output_shape == model.output_shape == (None, 10)
         # Residual additions still see equal shapes: every stage kept its size
         # (ResNet50's stem pads, then convolves and pools "valid" with stride 2).
@@ -363,17 +364,17 @@ def test_unreachable_and_subclassed_models():
 
 def test_bad_arguments():
     model = _small_sequential()
-    with pytest.raises(ValueError, match="method.*'sharpen'"):
-        antialias(model, method="sharpen")
+    with pytest.raises(ValueError, match="variant.*'sharpen'"):
+        antialias(model, variant="sharpen")
     with pytest.raises(ValueError, match="filt_size"):
         antialias(model, filt_size=0)
     with pytest.raises(ValueError, match="on_unsupported"):
         antialias(model, on_unsupported="ignore")
     with pytest.raises(ValueError, match="pad_mode.*'reflect'"):
-        antialias(model, method="group", pad_mode="reflect")
+        antialias(model, variant="group", pad_mode="reflect")
     depthwise = _with(L.DepthwiseConv2D(3, strides=2, name="dw"), (8, 8, 3))
     with pytest.raises(ValueError, match=r"'dw' \(DepthwiseConv2D\).*no Depthwise"):
-        antialias(depthwise, method="group")
+        antialias(depthwise, variant="group")
     assert isinstance(antialias(depthwise).get_layer("dw_blurpool"), BlurPool2D)
     assert isinstance(antialias(_small_sequential()).layers[2], MaxBlurPool2D)
 
@@ -384,13 +385,13 @@ def _zoo_cases():
     fast = {("resnet18", "blur"), ("vgg11", "blur"), ("resnet18", "aps")}
     for variant in ("blur", "aps"):
         for name in zoo.list_models():
-            options = dict(num_classes=10, width_multiplier=0.25, padding="zero")
+            options = dict(num_classes=10, width_multiplier=0.25, pad_mode="zero")
             if name.startswith("resnet") and variant == "blur":
                 options["input_shape"] = (64, 64, 3)
             else:
                 options["input_shape"] = (32, 32, 3)
             if variant == "aps":
-                options["padding"] = "circular"
+                options["pad_mode"] = "circular"
                 if name.startswith("resnet"):
                     options["stem"] = "cifar"
             marks = () if (name, variant) in fast else pytest.mark.slow
@@ -411,7 +412,7 @@ def test_zoo_baseline_converts_to_the_zoo_variant(name, variant, options):
     # The zoo's "blur" keeps the ImageNet stem conv strided; so must the conversion.
     exclude = strided_convs[:1] if variant == "blur" else []
     new = antialias(
-        baseline, method=variant, pad_mode=options["padding"], exclude=exclude
+        baseline, variant=variant, pad_mode=options["pad_mode"], exclude=exclude
     )
     assert new.count_params() == baseline.count_params() == reference.count_params()
     assert _assert_weights_copied(baseline, new) > 0
@@ -422,8 +423,8 @@ def test_zoo_baseline_converts_to_the_zoo_variant(name, variant, options):
     )
 
 
-@pytest.mark.parametrize("padding", ["zero", "circular"])
-def test_dense_lowpass_group_conversion_starts_as_the_blur_conversion(padding):
+@pytest.mark.parametrize("pad_mode", ["zero", "circular"])
+def test_dense_lowpass_group_conversion_starts_as_the_blur_conversion(pad_mode):
     """placement="dense" keeps every layer where "blur" keeps it and puts a module
     where "blur" puts BlurPool2D; a low-pass start makes both the same function."""
     options = dict(
@@ -433,14 +434,14 @@ def test_dense_lowpass_group_conversion_starts_as_the_blur_conversion(padding):
         stem="cifar",
         classifier_activation=None,  # logits: a softmax at init saturates
     )
-    baseline = zoo.create_model("resnet18", padding=padding, **options)
-    blur = antialias(baseline, pad_mode=padding)
+    baseline = zoo.create_model("resnet18", pad_mode=pad_mode, **options)
+    blur = antialias(baseline, pad_mode=pad_mode)
     dense, report = antialias(
         baseline,
-        method="group",
+        variant="group",
         placement="dense",
         module_initializer="lowpass",
-        pad_mode=padding,
+        pad_mode=pad_mode,
         return_report=True,
     )
     # Every weight of the baseline is kept; the modules add their own.
@@ -451,13 +452,13 @@ def test_dense_lowpass_group_conversion_starts_as_the_blur_conversion(padding):
     x = np.random.default_rng(0).random((2, 32, 32, 3))
     np.testing.assert_allclose(_numpy(dense(x)), _numpy(blur(x)), rtol=1e-4, atol=1e-5)
     # Without the low-pass start the modules are random: another function.
-    random = antialias(baseline, method="conv3d", placement="dense", pad_mode=padding)
+    random = antialias(baseline, variant="conv3d", placement="dense", pad_mode=pad_mode)
     assert np.abs(_numpy(random(x)) - _numpy(blur(x))).max() > 1e-3
 
 
 def test_dense_placement_converts_depthwise_convs():
     depthwise = _with(L.DepthwiseConv2D(3, strides=2, name="dw"), (8, 8, 3))
-    new = antialias(depthwise, method="conv3d", placement="dense")
+    new = antialias(depthwise, variant="conv3d", placement="dense")
     assert new.get_layer("dw").strides == (1, 1)
     module = new.get_layer("dw_shift_invariant_down")
     assert module.branch == "conv3d" and module.filters == 3
@@ -467,13 +468,13 @@ def test_dense_placement_converts_depthwise_convs():
 def test_dense_placement_bad_arguments():
     model = _small_sequential()
     with pytest.raises(ValueError, match="placement"):
-        antialias(model, method="group", placement="middle")
-    with pytest.raises(ValueError, match="apply to the methods"):
+        antialias(model, variant="group", placement="middle")
+    with pytest.raises(ValueError, match="apply to the variants"):
         antialias(model, placement="dense")
-    with pytest.raises(ValueError, match="apply to the methods"):
-        antialias(model, method="aps", module_initializer="lowpass")
+    with pytest.raises(ValueError, match="apply to the variants"):
+        antialias(model, variant="aps", module_initializer="lowpass")
     with pytest.raises(ValueError, match="polyphase_order='fixed'"):
-        antialias(model, method="group", placement="dense", polyphase_order="aps")
+        antialias(model, variant="group", placement="dense", polyphase_order="aps")
 
 
 def test_compiled_model_stays_compiled():
@@ -528,7 +529,7 @@ def test_polyphase_methods_make_a_circular_model_exactly_invariant(method, optio
     model = _circular_residual_model()
     x = _random((4, 16, 16, 3))
     new, report = antialias(
-        model, method=method, pad_mode="circular", return_report=True, **options
+        model, variant=method, pad_mode="circular", return_report=True, **options
     )
     assert new.output_shape == model.output_shape
     assert [c.layer for c in report] == ["conv1", "shortcut", "pool"]
@@ -542,7 +543,7 @@ def test_polyphase_methods_make_a_circular_model_exactly_invariant(method, optio
 @pytest.mark.parametrize("method", ["aps", "group", "conv3d"])
 def test_polyphase_methods_copy_weights_and_train(method):
     model = _circular_residual_model()
-    new = antialias(model, method=method)
+    new = antialias(model, variant=method)
     replaced = ("conv1", "shortcut", "pool") if method != "aps" else ()
     for name in replaced:
         assert isinstance(new.get_layer(name), ShiftInvariantDown)
@@ -580,8 +581,8 @@ def test_channels_first_matches_channels_last():
 
     x = _random((2, 16, 16, 3))
     for method in ("blur", "aps", "group"):
-        last = antialias(build("channels_last"), method=method)
-        first = antialias(build("channels_first"), method=method)
+        last = antialias(build("channels_last"), variant=method)
+        first = antialias(build("channels_first"), variant=method)
         first.set_weights(last.get_weights())
         np.testing.assert_allclose(
             _numpy(first(x.transpose(0, 3, 1, 2))).transpose(0, 2, 3, 1),
@@ -624,7 +625,21 @@ def test_max_pool_size_reads_the_unpadded_input(sequential):
 def test_max_pool_size_errors():
     inputs = keras.Input((16, 16, 3))
     model = keras.Model(inputs, L.MaxPooling2D(3, strides=2, name="pool")(inputs))
-    with pytest.raises(ValueError, match="method='blur'"):
-        antialias(model, method="aps", max_pool_size=2)
+    with pytest.raises(ValueError, match="variant='blur'"):
+        antialias(model, variant="aps", max_pool_size=2)
     with pytest.raises(ValueError, match="output shape of 'pool'"):
         antialias(model, max_pool_size=2)
+
+
+def test_method_is_a_deprecated_name_of_variant():
+    model = _graph_model()
+    new = antialias(model, variant="aps")
+    with pytest.warns(DeprecationWarning, match="use `variant`") as record:
+        old = antialias(model, method="aps")
+    # The warning points at the caller, here.
+    assert [w.filename for w in record] == [__file__]
+    assert old.get_config() == new.get_config()
+    assert [w.shape for w in old.weights] == [w.shape for w in new.weights]
+    assert any(isinstance(layer, PolyphaseDown2D) for layer in old.layers)
+    with pytest.raises(ValueError, match="Received: method='aps', variant='blur'"):
+        antialias(model, method="aps", variant="blur")

@@ -46,7 +46,7 @@ def check_sizes(width_multiplier, num_classes):
     standardize_int(num_classes, "num_classes")
 
 
-def check_input_shape(input_shape, total_stride, variant, padding):
+def check_input_shape(input_shape, total_stride, variant, pad_mode):
     """A (height, width, channels) shape; with circular padding, the polyphase
     variants need sizes divisible by `total_stride`, or the wrap-around would join
     rows that are not neighbours and the exact invariance would be lost."""
@@ -59,11 +59,11 @@ def check_input_shape(input_shape, total_stride, variant, padding):
             "`input_shape` must be (height, width, channels) with a known number of "
             f"channels. Received: input_shape={input_shape!r}"
         )
-    if padding == "circular" and variant in ("group", "conv3d", "aps"):
+    if pad_mode == "circular" and variant in ("group", "conv3d", "aps"):
         for size in input_shape[:2]:
             if size is not None and size % total_stride:
                 raise ValueError(
-                    f"With padding='circular' and variant={variant!r}, the input "
+                    f"With pad_mode='circular' and variant={variant!r}, the input "
                     f"height and width must be multiples of the model's total stride "
                     f"{total_stride}. Received: input_shape={input_shape!r}; resize "
                     f"or pad the images to a multiple of {total_stride}."
@@ -100,14 +100,14 @@ class Builder:
     (a 1x1 module as the 2-tap blur, the largest it holds; see
     `keras_shiftinv.initializers.LowPass`).
 
-    With `padding="circular"` every conv, pool and blur wraps around: a
+    With `pad_mode="circular"` every conv, pool and blur wraps around: a
     `CircularPadding2D` then a "valid" layer. With zero padding, the convs use
     "same" padding and the blurs pad with zeros (reflection would not fit the 1x1
     and 2x2 maps of small models).
 
     Args:
         variant: one of `VARIANTS`.
-        padding: "zero" or "circular".
+        pad_mode: "zero" or "circular".
         filt_size: taps of the blur filter of "blur" and "aps" (1: no blur).
         polyphase_order: "fixed" or "aps", the offset order of
             `ShiftInvariantDown` in "group" and "conv3d".
@@ -119,14 +119,14 @@ class Builder:
     def __init__(
         self,
         variant,
-        padding="zero",
+        pad_mode="zero",
         filt_size=4,
         polyphase_order="fixed",
         placement="replace",
         module_initializer=None,
     ):
         self.variant = standardize_choice(variant, "variant", VARIANTS)
-        self.padding = standardize_choice(padding, "padding", CONV_PAD_MODES)
+        self.pad_mode = standardize_choice(pad_mode, "pad_mode", CONV_PAD_MODES)
         self.filt_size = standardize_filt_size(filt_size)
         self.polyphase_order = standardize_choice(
             polyphase_order, "polyphase_order", POLYPHASE_ORDERS
@@ -169,7 +169,7 @@ class Builder:
         """Pads both spatial axes: `padding` is ((top, bottom), (left, right))."""
         if all(p == (0, 0) for p in padding):
             return x
-        if self.padding == "circular":
+        if self.pad_mode == "circular":
             layer = si_layers.CircularPadding2D(
                 padding, data_format=DATA_FORMAT, name=name
             )
@@ -181,14 +181,14 @@ class Builder:
 
     def conv(self, x, filters, kernel_size, name, strides=1, use_bias=False):
         """A Conv2D whose output has ceil(size / strides) rows and columns."""
-        if self.padding == "circular":
+        if self.pad_mode == "circular":
             pad = ((kernel_size - 1) // 2, kernel_size // 2)
             x = self.pad(x, (pad, pad), f"{name}_pad")
         return keras.layers.Conv2D(
             filters,
             kernel_size,
             strides=strides,
-            padding="valid" if self.padding == "circular" else "same",
+            padding="valid" if self.pad_mode == "circular" else "same",
             use_bias=use_bias,
             kernel_initializer="he_normal",
             data_format=DATA_FORMAT,
@@ -255,18 +255,18 @@ class Builder:
             return si_layers.MaxBlurPool2D(
                 pool_size,
                 filt_size=self.filt_size,
-                pad_mode=self.padding,
+                pad_mode=self.pad_mode,
                 data_format=DATA_FORMAT,
                 name=name,
             )(x)
         # "baseline" pools with the stride; "aps" and the dense modules pool
         # densely, then sample.
-        if self.padding == "circular":
+        if self.pad_mode == "circular":
             x = self.pad(x, (pad, pad), f"{name}_pad")
         x = keras.layers.MaxPooling2D(
             pool_size,
             strides=2 if self.variant == "baseline" else 1,
-            padding="valid" if self.padding == "circular" else "same",
+            padding="valid" if self.pad_mode == "circular" else "same",
             data_format=DATA_FORMAT,
             name=name,
         )(x)
@@ -303,7 +303,7 @@ class Builder:
         return si_layers.BlurPool2D(
             self.filt_size,
             strides=strides,
-            pad_mode=self.padding,
+            pad_mode=self.pad_mode,
             data_format=DATA_FORMAT,
             name=name,
         )(x)
@@ -318,7 +318,7 @@ class Builder:
         return si_layers.PolyphaseDown2D(
             2,
             filt_size=self.filt_size,
-            pad_mode=self.padding,
+            pad_mode=self.pad_mode,
             return_indices=True,
             data_format=DATA_FORMAT,
             name=name,
@@ -335,7 +335,7 @@ class Builder:
             branch=self.variant,
             kernel_size=kernel_size,
             polyphase_order=self.polyphase_order,
-            pad_mode=self.padding,
+            pad_mode=self.pad_mode,
             use_bias=False,
             kernel_initializer=initializer,
             data_format=DATA_FORMAT,
@@ -462,7 +462,7 @@ def make_builder(
     flavor,
     variant,
     filt_size,
-    padding,
+    pad_mode,
     polyphase_order,
     placement,
     module_initializer,
@@ -474,7 +474,7 @@ def make_builder(
     the model's own `keras_only` ones (name -> (value, default)) away from their
     defaults."""
     options = {
-        "padding": (padding, "zero"),
+        "pad_mode": (pad_mode, "zero"),
         "polyphase_order": (polyphase_order, "fixed"),
         "placement": (placement, "replace"),
         "module_initializer": (module_initializer, None),

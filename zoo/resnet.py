@@ -28,7 +28,7 @@ Each variant replaces them as `zoo.blocks.Builder` describes:
 
 Variants that choose the sampling grid from the data ("aps", and "group"/"conv3d"
 with `polyphase_order="aps"`) always downsample the ImageNet stem conv their way: one
-plain stride would undo what they are for. With `padding="circular"` these are
+plain stride would undo what they are for. With `pad_mode="circular"` these are
 exactly invariant to circular shifts of the input (in inference mode), for inputs
 whose height and width are multiples of the total stride (32 with the ImageNet stem,
 8 with the CIFAR stem).
@@ -40,7 +40,7 @@ antialiased-cnns' ResNet instead, for their checkpoints (`zoo.load_torch_weights
 
 import keras
 
-from keras_shiftinv.validation import standardize_choice
+from keras_shiftinv.validation import renamed_argument, standardize_choice
 from zoo.blocks import (
     TorchvisionBuilder,
     check_input_shape,
@@ -51,6 +51,8 @@ from zoo.blocks import (
 )
 
 STEMS = ("imagenet", "cifar")
+# How many times each stem and the stages divide the height and width.
+TOTAL_STRIDES = {"imagenet": 32, "cifar": 8}
 STAGE_WIDTHS = (64, 128, 256, 512)
 BOTTLENECK_EXPANSION = 4
 # name: (block type, number of blocks in each of the four stages)
@@ -102,7 +104,7 @@ def resnet(
     stem="imagenet",
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -110,14 +112,19 @@ def resnet(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    padding=None,
 ):
     """Builds the ResNet `arch` (a key of `RESNETS`); see `resnet18`."""
+    # Called by resnet18/34/50: stacklevel 4 blames their caller.
+    pad_mode = renamed_argument(
+        "padding", padding, "pad_mode", pad_mode, "zero", stacklevel=4
+    )
     block_type, stage_blocks = RESNETS[arch]
     builder = make_builder(
         flavor,
         variant,
         filt_size,
-        padding,
+        pad_mode,
         polyphase_order,
         placement,
         module_initializer,
@@ -136,9 +143,7 @@ def resnet(
             "`antialias_stem=True` needs a variant other than 'baseline' and "
             f"stem='imagenet'. Received: variant={variant!r}, stem={stem!r}"
         )
-    input_shape = check_input_shape(
-        input_shape, 32 if stem == "imagenet" else 8, variant, padding
-    )
+    input_shape = check_input_shape(input_shape, TOTAL_STRIDES[stem], variant, pad_mode)
 
     inputs = keras.Input(input_shape, name="images")
     width = scale_width(STAGE_WIDTHS[0], width_multiplier)
@@ -188,7 +193,8 @@ _DOC = """{title} in the shift-invariance variant `variant`.
         width_multiplier: scales every width (64-128-256-512), e.g. 1/16 for
             small models that train on a CPU.
         filt_size: blur taps of "blur" and "aps" (1: no blur).
-        padding: "zero" or "circular" (every conv, pool and blur wraps around).
+        pad_mode: "zero" (the default) or "circular" (every conv, pool and blur
+            wraps around).
         polyphase_order: "fixed" or "aps", the offset order of "group"/"conv3d".
         placement: "replace" (the module replaces the strided layer) or "dense"
             (the layer runs at stride 1, the module replaces only the
@@ -208,6 +214,7 @@ _DOC = """{title} in the shift-invariance variant `variant`.
             (`zoo.load_torch_weights`). It takes the ImageNet stem, zero padding
             and no `antialias_stem`; inputs are normalized with torchvision's
             mean and std (`zoo.TORCHVISION_MEAN`, `zoo.TORCHVISION_STD`).
+        padding: deprecated name of `pad_mode` (a `DeprecationWarning`).
 
     Returns:
         A functional `keras.Model`.
@@ -215,7 +222,7 @@ _DOC = """{title} in the shift-invariance variant `variant`.
     Example:
 
     >>> model = zoo.{arch}(variant="aps", num_classes=10, input_shape=(32, 32, 3),
-    ...                    stem="cifar", width_multiplier=1 / 8, padding="circular")
+    ...                    stem="cifar", width_multiplier=1 / 8, pad_mode="circular")
     >>> model.output_shape
     (None, 10)
     """
@@ -229,7 +236,7 @@ def resnet18(
     stem="imagenet",
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -237,8 +244,28 @@ def resnet18(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    *,
+    padding=None,
 ):
-    return resnet("resnet18", **locals())
+    return resnet(
+        "resnet18",
+        variant=variant,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        include_top=include_top,
+        stem=stem,
+        width_multiplier=width_multiplier,
+        filt_size=filt_size,
+        pad_mode=pad_mode,
+        polyphase_order=polyphase_order,
+        placement=placement,
+        module_initializer=module_initializer,
+        antialias_stem=antialias_stem,
+        classifier_activation=classifier_activation,
+        name=name,
+        flavor=flavor,
+        padding=padding,
+    )
 
 
 def resnet34(
@@ -249,7 +276,7 @@ def resnet34(
     stem="imagenet",
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -257,8 +284,28 @@ def resnet34(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    *,
+    padding=None,
 ):
-    return resnet("resnet34", **locals())
+    return resnet(
+        "resnet34",
+        variant=variant,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        include_top=include_top,
+        stem=stem,
+        width_multiplier=width_multiplier,
+        filt_size=filt_size,
+        pad_mode=pad_mode,
+        polyphase_order=polyphase_order,
+        placement=placement,
+        module_initializer=module_initializer,
+        antialias_stem=antialias_stem,
+        classifier_activation=classifier_activation,
+        name=name,
+        flavor=flavor,
+        padding=padding,
+    )
 
 
 def resnet50(
@@ -269,7 +316,7 @@ def resnet50(
     stem="imagenet",
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -277,8 +324,28 @@ def resnet50(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    *,
+    padding=None,
 ):
-    return resnet("resnet50", **locals())
+    return resnet(
+        "resnet50",
+        variant=variant,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        include_top=include_top,
+        stem=stem,
+        width_multiplier=width_multiplier,
+        filt_size=filt_size,
+        pad_mode=pad_mode,
+        polyphase_order=polyphase_order,
+        placement=placement,
+        module_initializer=module_initializer,
+        antialias_stem=antialias_stem,
+        classifier_activation=classifier_activation,
+        name=name,
+        flavor=flavor,
+        padding=padding,
+    )
 
 
 resnet18.__doc__ = _DOC.format(title="ResNet-18", params="11,689,512", arch="resnet18")

@@ -5,7 +5,7 @@ feature map (total stride 32), and each variant replaces them as
 `zoo.blocks.Builder` describes: "blur" -> `MaxBlurPool2D`, "group"/"conv3d" ->
 `ShiftInvariantDown(kernel_size=3)` (and BN if `batch_norm`), "aps" -> dense max
 pool then `PolyphaseDown2D`.
-With `padding="circular"` and `head="gap"`, "aps" and "group"/"conv3d" with
+With `pad_mode="circular"` and `head="gap"`, "aps" and "group"/"conv3d" with
 `polyphase_order="aps"` are exactly invariant to circular shifts of the input (in
 inference mode) whose height and width are multiples of 32; the "fc" head flattens
 the map, which no shift-invariant backbone can make invariant.
@@ -16,7 +16,7 @@ antialiased-cnns' VGG instead, for their checkpoints (`zoo.load_torch_weights`).
 
 import keras
 
-from keras_shiftinv.validation import standardize_choice
+from keras_shiftinv.validation import renamed_argument, standardize_choice
 from zoo.blocks import (
     TorchvisionBuilder,
     check_input_shape,
@@ -27,6 +27,8 @@ from zoo.blocks import (
 )
 
 HEADS = ("gap", "fc")
+# The five max pools divide the height and width by 32.
+TOTAL_STRIDE = 32
 FC_UNITS = 4096
 # Configurations A, B and D of the paper: conv widths, "M" for a max pool.
 VGGS = {
@@ -47,7 +49,7 @@ def vgg(
     include_top=True,
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -56,14 +58,19 @@ def vgg(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    padding=None,
 ):
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
+    # Called by vgg11/13/16: stacklevel 4 blames their caller.
+    pad_mode = renamed_argument(
+        "padding", padding, "pad_mode", pad_mode, "zero", stacklevel=4
+    )
     # torchvision's VGG keeps the convs' bias under batch normalization.
     builder = make_builder(
         flavor,
         variant,
         filt_size,
-        padding,
+        pad_mode,
         polyphase_order,
         placement,
         module_initializer,
@@ -84,7 +91,7 @@ def vgg(
         raise ValueError(
             f"`batch_norm` must be True or False. Received: batch_norm={batch_norm!r}"
         )
-    input_shape = check_input_shape(input_shape, 32, variant, padding)
+    input_shape = check_input_shape(input_shape, TOTAL_STRIDE, variant, pad_mode)
     if include_top and head == "fc" and None in input_shape:
         raise ValueError(
             "head='fc' flattens the last feature map, so it needs a known height and "
@@ -136,7 +143,8 @@ _DOC = """{title} in the shift-invariance variant `variant`.
         width_multiplier: scales every width (64 to 512, and the 4096 units of the
             "fc" head), e.g. 1/16 for small models that train on a CPU.
         filt_size: blur taps of "blur" and "aps" (1: no blur).
-        padding: "zero" or "circular" (every conv, pool and blur wraps around).
+        pad_mode: "zero" (the default) or "circular" (every conv, pool and blur
+            wraps around).
         polyphase_order: "fixed" or "aps", the offset order of "group"/"conv3d".
         placement: "replace" (the module replaces the strided layer) or "dense"
             (the layer runs at stride 1, the module replaces only the
@@ -159,6 +167,7 @@ _DOC = """{title} in the shift-invariance variant `variant`.
             7x7, which the "fc" head reads as it is: use 224x224 inputs
             normalized with torchvision's mean and std (`zoo.TORCHVISION_MEAN`,
             `zoo.TORCHVISION_STD`).
+        padding: deprecated name of `pad_mode` (a `DeprecationWarning`).
 
     Returns:
         A functional `keras.Model`.
@@ -179,7 +188,7 @@ def vgg11(
     include_top=True,
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -188,8 +197,28 @@ def vgg11(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    *,
+    padding=None,
 ):
-    return vgg("vgg11", **locals())
+    return vgg(
+        "vgg11",
+        variant=variant,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        include_top=include_top,
+        width_multiplier=width_multiplier,
+        filt_size=filt_size,
+        pad_mode=pad_mode,
+        polyphase_order=polyphase_order,
+        placement=placement,
+        module_initializer=module_initializer,
+        batch_norm=batch_norm,
+        head=head,
+        classifier_activation=classifier_activation,
+        name=name,
+        flavor=flavor,
+        padding=padding,
+    )
 
 
 def vgg13(
@@ -199,7 +228,7 @@ def vgg13(
     include_top=True,
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -208,8 +237,28 @@ def vgg13(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    *,
+    padding=None,
 ):
-    return vgg("vgg13", **locals())
+    return vgg(
+        "vgg13",
+        variant=variant,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        include_top=include_top,
+        width_multiplier=width_multiplier,
+        filt_size=filt_size,
+        pad_mode=pad_mode,
+        polyphase_order=polyphase_order,
+        placement=placement,
+        module_initializer=module_initializer,
+        batch_norm=batch_norm,
+        head=head,
+        classifier_activation=classifier_activation,
+        name=name,
+        flavor=flavor,
+        padding=padding,
+    )
 
 
 def vgg16(
@@ -219,7 +268,7 @@ def vgg16(
     include_top=True,
     width_multiplier=1.0,
     filt_size=4,
-    padding="zero",
+    pad_mode=None,
     polyphase_order="fixed",
     placement="replace",
     module_initializer=None,
@@ -228,8 +277,28 @@ def vgg16(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    *,
+    padding=None,
 ):
-    return vgg("vgg16", **locals())
+    return vgg(
+        "vgg16",
+        variant=variant,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        include_top=include_top,
+        width_multiplier=width_multiplier,
+        filt_size=filt_size,
+        pad_mode=pad_mode,
+        polyphase_order=polyphase_order,
+        placement=placement,
+        module_initializer=module_initializer,
+        batch_norm=batch_norm,
+        head=head,
+        classifier_activation=classifier_activation,
+        name=name,
+        flavor=flavor,
+        padding=padding,
+    )
 
 
 vgg11.__doc__ = _DOC.format(

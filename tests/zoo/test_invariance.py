@@ -21,7 +21,7 @@ CASES = [
 def _logits(name, size, **kwargs):
     model = small_model(
         name,
-        padding="circular",
+        pad_mode="circular",
         input_shape=(size, size, 3),
         classifier_activation=None,
         **kwargs,

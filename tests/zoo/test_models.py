@@ -81,18 +81,18 @@ def test_every_model_and_variant(name, variant, tmp_path):
 @pytest.mark.parametrize(
     "name, kwargs",
     [
-        ("resnet18", {"variant": "aps", "padding": "circular"}),
+        ("resnet18", {"variant": "aps", "pad_mode": "circular"}),
         (
             "resnet18",
-            {"variant": "group", "padding": "circular", "polyphase_order": "aps"},
+            {"variant": "group", "pad_mode": "circular", "polyphase_order": "aps"},
         ),
         ("resnet50", {"variant": "conv3d", "polyphase_order": "aps"}),
-        ("resnet18", {"variant": "blur", "padding": "circular"}),
+        ("resnet18", {"variant": "blur", "pad_mode": "circular"}),
         ("resnet34", {"variant": "blur", "stem": "imagenet", "antialias_stem": True}),
-        ("vgg11", {"variant": "baseline", "padding": "circular", "batch_norm": False}),
+        ("vgg11", {"variant": "baseline", "pad_mode": "circular", "batch_norm": False}),
         ("vgg13", {"variant": "blur", "head": "fc", "filt_size": 3}),
         # The last pools of a 32x32 VGG blur 2x2 maps with 7 taps.
-        ("vgg13", {"variant": "blur", "padding": "circular", "filt_size": 7}),
+        ("vgg13", {"variant": "blur", "pad_mode": "circular", "filt_size": 7}),
         ("vgg16", {"variant": "aps", "filt_size": 1}),
     ],
 )
@@ -147,7 +147,7 @@ def test_no_plain_stride_in_exact_variants(name, variant):
     order = {} if variant == "aps" else {"polyphase_order": "aps"}
     kwargs = {"stem": "imagenet"} if name.startswith("resnet") else {}
     model = small_model(
-        name, variant, padding="circular", input_shape=(64, 64, 3), **kwargs, **order
+        name, variant, pad_mode="circular", input_shape=(64, 64, 3), **kwargs, **order
     )
     strided = [
         layer.name

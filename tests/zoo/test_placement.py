@@ -14,12 +14,12 @@ def _copy_weights(source, target):
             target.get_layer(layer.name).set_weights(layer.get_weights())
 
 
-@pytest.mark.parametrize("padding", ["zero", "circular"])
+@pytest.mark.parametrize("pad_mode", ["zero", "circular"])
 @pytest.mark.parametrize("filt_size", [2, 4])
-def test_dense_lowpass_group_resnet_starts_as_the_blur_variant(filt_size, padding):
+def test_dense_lowpass_group_resnet_starts_as_the_blur_variant(filt_size, pad_mode):
     # Same convs, BNs and classifier: the modules are then the only difference, and
     # at initialisation each computes BlurPool2D(filt_size).
-    options = {"padding": padding, "filt_size": filt_size}
+    options = {"pad_mode": pad_mode, "filt_size": filt_size}
     blur = small_model("resnet18", "blur", **options)
     group = small_model(
         "resnet18",

@@ -1,8 +1,12 @@
+import dataclasses
+import functools
+import inspect
 import re
 
 import keras
 import pytest
 
+import keras_shiftinv
 import zoo
 
 
@@ -75,8 +79,8 @@ def test_vgg16_gap_head_parameter_count():
         ),
         (
             "vgg13",
-            {"padding": "reflect"},
-            "`padding` must be one of 'zero', 'circular'",
+            {"pad_mode": "reflect"},
+            "`pad_mode` must be one of 'zero', 'circular'",
         ),
         ("resnet18", {"stem": "tiny"}, "`stem` must be one of 'imagenet', 'cifar'"),
         ("vgg16", {"head": "none"}, "`head` must be one of 'gap', 'fc'"),
@@ -96,14 +100,14 @@ def test_vgg16_gap_head_parameter_count():
         ("resnet18", {"input_shape": (32, 32)}, "(height, width, channels)"),
         (
             "resnet34",
-            {"variant": "aps", "padding": "circular", "input_shape": (200, 200, 3)},
+            {"variant": "aps", "pad_mode": "circular", "input_shape": (200, 200, 3)},
             "multiples of the model's total stride 32",
         ),
         (
             "resnet18",
             {
                 "variant": "group",
-                "padding": "circular",
+                "pad_mode": "circular",
                 "stem": "cifar",
                 "input_shape": (28, 28, 1),
             },
@@ -115,3 +119,75 @@ def test_vgg16_gap_head_parameter_count():
 def test_errors_list_the_valid_choices(name, kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         zoo.create_model(name, **kwargs)
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_model_spec_describes_the_builder(name):
+    spec = zoo.model_spec(name)
+    assert isinstance(spec, zoo.ModelSpec)
+    assert spec.name == name and spec.builder is getattr(zoo, name)
+    # The registry lists the builder's options (not the deprecated `padding`).
+    parameters = list(inspect.signature(spec.builder).parameters)
+    assert list(spec.options) == [p for p in parameters if p != "padding"]
+    assert spec.has_stem == ("stem" in spec.options)
+    assert (spec.cifar_total_stride is None) == (not spec.has_stem)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.total_stride = 2
+
+
+def _stems():
+    for name in zoo.list_models():
+        yield name, "imagenet"
+        if zoo.model_spec(name).has_stem:
+            yield name, "cifar"
+
+
+@pytest.mark.parametrize("name, stem", _stems())
+def test_total_stride_is_that_of_the_built_model(name, stem):
+    spec = zoo.model_spec(name)
+    options = {"stem": stem} if spec.has_stem else {}
+    size = 64
+    model = zoo.create_model(
+        name,
+        input_shape=(size, size, 3),
+        include_top=False,
+        width_multiplier=1 / 16,
+        **options,
+    )
+    height, width = model.output_shape[1:3]
+    assert height == width
+    stride = spec.cifar_total_stride if stem == "cifar" else spec.total_stride
+    assert size / height == stride
+
+
+def test_model_spec_of_an_unknown_model():
+    with pytest.raises(ValueError, match="Available models: resnet18, resnet34"):
+        zoo.model_spec("resnet101")
+
+
+def _structure(model):
+    return model.get_config(), [tuple(w.shape) for w in model.weights]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11"])
+def test_padding_is_a_deprecated_name_of_pad_mode(name):
+    kwargs = {"variant": "aps", "width_multiplier": 1 / 16, "input_shape": (32, 32, 3)}
+    if zoo.model_spec(name).has_stem:
+        kwargs["stem"] = "cifar"
+    new = zoo.create_model(name, pad_mode="circular", **kwargs)
+    for build in (getattr(zoo, name), functools.partial(zoo.create_model, name)):
+        with pytest.warns(DeprecationWarning, match="use `pad_mode`") as record:
+            old = build(padding="circular", **kwargs)
+        # The warning points at the caller, here.
+        assert [w.filename for w in record] == [__file__]
+        assert _structure(old) == _structure(new)
+        assert any(
+            isinstance(layer, keras_shiftinv.CircularPadding2D) for layer in old.layers
+        )
+
+
+@pytest.mark.parametrize("build", [zoo.resnet34, zoo.vgg13, zoo.create_model])
+def test_padding_and_pad_mode_together_is_an_error(build):
+    args = ("vgg13",) if build is zoo.create_model else ()
+    with pytest.raises(ValueError, match="Received: padding='zero', pad_mode='zero'"):
+        build(*args, padding="zero", pad_mode="zero")

@@ -209,7 +209,7 @@ def test_bad_input(model, source, match, tmp_path):
     "kwargs, match",
     [
         ({"variant": "group"}, "flavor='torchvision' builds the variants"),
-        ({"padding": "circular"}, "`padding` must stay 'zero'"),
+        ({"pad_mode": "circular"}, "`pad_mode` must stay 'zero'"),
         ({"stem": "cifar"}, "`stem` must stay 'imagenet'"),
         ({"flavor": "timm"}, "`flavor` must be one of"),
     ],

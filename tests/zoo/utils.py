@@ -27,7 +27,7 @@ def small_model(name, variant="baseline", **kwargs):
         "width_multiplier": 1 / 16,
         **kwargs,
     }
-    if name.startswith("resnet"):
+    if zoo.model_spec(name).has_stem:
         kwargs.setdefault("stem", "cifar")
     keras.utils.set_random_seed(0)
     return zoo.create_model(name, **kwargs)
