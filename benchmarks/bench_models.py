@@ -43,7 +43,12 @@ import time
 import keras
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The benchmarks' shared modules (on the path when this runs as a script, not when
+# the tests load it by path) and the package.
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
 
 import markdown_sections  # noqa: E402
 
