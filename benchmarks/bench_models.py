@@ -24,6 +24,7 @@ model), and the times are summed per layer class (section `bench_models_layers`)
     python benchmarks/bench_models.py          # resnet18 and vgg13, all variants
     python benchmarks/bench_models.py --models resnet18 --configs cifar --steps 3
     python benchmarks/bench_models.py --references --memory --write BENCHMARKS.md
+    python benchmarks/bench_models.py --flops --write BENCHMARKS.md  # counts only
     python benchmarks/bench_models.py --layers --models resnet18 --configs imagenet
 """
 
@@ -385,7 +386,45 @@ COLUMNS = (
     ("train peak RSS (MiB)", "peak_rss_mib", "{:.0f}"),
     ("peak above imports (MiB)", "peak_mib", "{:.0f}"),
     ("peak vs baseline", "peak_vs_baseline", "{:.2f}x"),
+    ("forward GFLOPs per image", "gflops", "{:.3f}"),
+    ("GFLOPs vs baseline", "flops_vs_baseline", "{:.2f}x"),
 )
+
+
+def forward_flops(model, size):
+    """Floating-point operations of one image's forward pass, as TensorFlow's
+    profiler counts them on the traced graph: convolutions (dense, depthwise,
+    grouped), matrix products and element-wise arithmetic; gathers, scatters,
+    padding and copies count zero."""
+    import tensorflow as tf
+
+    traced = tf.function(lambda x: model(x, training=False))
+    graph = traced.get_concrete_function(
+        tf.TensorSpec((1, size, size, 3), tf.float32)
+    ).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+
+
+def flops_rows(name, config, variants, num_classes, size=None):
+    """One row per variant: forward GFLOPs per image and the ratio to the first
+    variant's (the baseline)."""
+    size, _, options = setting(config, size)
+    rows = []
+    for variant in variants:
+        model = build(name, variant, size, options, num_classes)
+        rows.append(
+            {
+                "model": name,
+                "config": f"{config}, {size}x{size}",
+                "variant": variant,
+                "params": model.count_params(),
+                "gflops": forward_flops(model, size) / 1e9,
+            }
+        )
+        rows[-1]["flops_vs_baseline"] = rows[-1]["gflops"] / rows[0]["gflops"]
+    return rows
 
 
 def table(rows):
@@ -438,6 +477,12 @@ def main():
         "--layers", action="store_true", help="time each layer class instead"
     )
     parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="count each variant's forward floating-point operations instead "
+        "(no timing: valid on a busy machine)",
+    )
+    parser.add_argument(
         "--write", metavar="PATH", help="update the section in this Markdown file"
     )
     # What `peak_memory` runs: one model, config and variant; prints JSON.
@@ -475,6 +520,31 @@ def main():
             for config in args.configs
             for name in args.models
         )
+    elif args.flops:
+        title = (
+            "## Zoo models: floating-point work per variant "
+            "(benchmarks/bench_models.py)"
+        )
+        section = "bench_models_flops"
+        method = (
+            "- Forward floating-point operations of one image, counted by "
+            "TensorFlow's profiler (`tf.compat.v1.profiler`, float_operation) on the "
+            "traced inference graph: convolutions, matrix products and element-wise "
+            "arithmetic; gathers, scatters, padding and copies count zero. A count, "
+            "not a time: the floor a variant's step time cannot go under relative "
+            "to the baseline unless the baseline is bound by something else "
+            "(memory traffic, op overhead). A train step is about 3x the forward "
+            f"work. Default options, {args.num_classes} classes."
+        )
+        rows = [
+            row
+            for config in args.configs
+            for name in args.models
+            for row in flops_rows(
+                name, config, args.variants, args.num_classes, args.size
+            )
+        ]
+        body = table(rows)
     else:
         title = (
             "## Zoo models: training and inference speed (benchmarks/bench_models.py)"

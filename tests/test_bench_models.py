@@ -108,3 +108,21 @@ def test_bench_rows_with_references_and_memory():
     for column in ("train vs ref.", "peak above imports (MiB)", "peak vs baseline"):
         assert column in header
     assert len(lines[2].strip("|").split("|")) == len(header)
+
+
+def test_forward_flops_counts_a_convolution_and_a_dense_layer():
+    """The --flops count of a model is the arithmetic of its layers: a 3x3 "same"
+    conv without bias makes 2 * H * W * 9 * C_in * C_out operations, global
+    pooling H * W * C, a dense layer 2 * inputs * outputs plus its bias."""
+    import keras
+
+    bench = _load_script()
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(5)(x)
+    model = keras.Model(inputs, outputs)
+    conv = 2 * 8 * 8 * 9 * 3 * 4
+    pooling = 8 * 8 * 4  # the mean: one add per input value
+    dense = 2 * 4 * 5 + 5
+    assert bench.forward_flops(model, 8) == conv + pooling + dense
