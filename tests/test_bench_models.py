@@ -1,9 +1,6 @@
 """benchmarks/bench_models.py at a tiny size: the rows with PyTorch references and
 peak memory, and the APS layer of the PyTorch reference (`zoo.torch_reference`)."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -11,20 +8,10 @@ pytest.importorskip("tensorflow")
 torch = pytest.importorskip("torch")
 pytest.importorskip("antialiased_cnns")
 
+from tests.benchmark_scripts import load_script  # noqa: E402
 from zoo import torch_reference  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
-
-SCRIPT = os.path.join(
-    os.path.dirname(os.path.dirname(__file__)), "benchmarks", "bench_models.py"
-)
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_models", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _batch(shape=(3, 4, 8, 6), seed=0):
@@ -66,7 +53,7 @@ def test_aps_output_shifts_with_a_circular_shift_of_its_input(shift):
 
 @pytest.mark.parametrize("name", ["resnet18", "vgg13"])
 def test_reference_models_run_at_the_zoo_shapes(name):
-    bench_models = _load_script()
+    bench_models = load_script("bench_models")
     for variant in bench_models.REFERENCES:
         model = bench_models.reference_model(name, variant, {"stem": "cifar"}, 3)
         assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
@@ -75,7 +62,7 @@ def test_reference_models_run_at_the_zoo_shapes(name):
 
 @pytest.mark.slow  # ~50 s: a TF model, its reference and a fresh process
 def test_bench_rows_with_references_and_memory():
-    bench_models = _load_script()
+    bench_models = load_script("bench_models")
     rows = bench_models.bench(
         "resnet18",
         "cifar",
@@ -116,7 +103,7 @@ def test_forward_flops_counts_a_convolution_and_a_dense_layer():
     pooling H * W * C, a dense layer 2 * inputs * outputs plus its bias."""
     import keras
 
-    bench = _load_script()
+    bench = load_script("bench_models")
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)

@@ -1,5 +1,4 @@
 import dataclasses
-import importlib.util
 import json
 import os
 
@@ -9,24 +8,13 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from tests.benchmark_scripts import load_script  # noqa: E402
 from tests.shift_reference import grid, predictions  # noqa: E402
 from tests.test_data import _write_idx  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
-SCRIPT = os.path.join(
-    os.path.dirname(os.path.dirname(__file__)), "benchmarks", "reproduce.py"
-)
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = _load_script()
+reproduce = load_script("reproduce")
 # Loading reproduce.py puts the benchmarks folder on sys.path.
 import markdown_sections  # noqa: E402
 from reproduction import plan, report, seeds  # noqa: E402
