@@ -17,7 +17,7 @@ few input rows the padding copies. Per channel,
 The first term is one depthwise convolution that pads with zeros on the fly, without
 copying `X`. The others are made of a few border rows or columns of `X`: weighted
 sums of them, blurred along the other axis by small convolutions, and added into
-the border of the output by one scatter. The gradient `A_h^T G A_w` has the same
+the border of the output in place. The gradient `A_h^T G A_w` has the same
 structure with every map replaced by its adjoint, so it is written out (a custom
 gradient) rather than left to autodiff, which would build input-sized tensors for
 the gathered rows and columns.
@@ -93,69 +93,117 @@ def _depthwise(x, taps, strides, size, transpose):
     return tf.nn.depthwise_conv2d_backprop_input(shape, kernel, x, strides, "SAME")
 
 
-def _gather_combine(x, indices, matrix, axis):
-    """`matrix` (p, q) times the q slices `indices` of NHWC `x` along `axis` (1 or 2).
-
-    p and q are a few and the matrix is sparse: weighted sums of slices beat a
-    broadcast product or a batched matmul here."""
-    parts = [tf.gather(x, int(i), axis=axis) for i in indices]
-    combined = [
-        tf.add_n(
-            [weight * part for weight, part in zip(row, parts, strict=True) if weight]
+def _sparse_terms(matrix):
+    """`matrix` (p, q) as a few pairs `(columns, weights)`, one column and weight per
+    row each, whose sum is the matrix: the k-th pair holds each row's k-th non-zero."""
+    nonzero = [np.flatnonzero(row) for row in matrix]
+    terms = []
+    for k in range(max(len(n) for n in nonzero)):
+        columns = np.array([n[k] if k < len(n) else 0 for n in nonzero])
+        weights = np.array(
+            [
+                row[c] if k < len(n) else 0.0
+                for row, n, c in zip(matrix, nonzero, columns, strict=True)
+            ]
         )
-        for row in matrix
-    ]
-    return tf.stack(combined, axis=axis)
+        terms.append((columns, weights))
+    return terms
 
 
-def _blur_along(x, plan, axis, length, transpose):
-    """Zero-padded blur-and-subsample by `plan` along `axis` (1 or 2) of NHWC `x`, to
-    `length` samples there; with `transpose`, its adjoint back to `length`."""
-    if axis == 1:
-        x = tf.transpose(x, (0, 2, 1, 3))
-    _, other, size, channels = x.shape
-    # Each line becomes an image of height 1, so the strides can be equal: without
-    # oneDNN (float16) TensorFlow's CPU kernels reject unequal strides.
-    x = tf.reshape(x, (-1, 1, size, channels))
-    taps = (np.ones(1), plan.taps)
-    x = _depthwise(x, taps, (plan.stride, plan.stride), (1, length), transpose)
-    x = tf.reshape(x, (-1, other, length, channels))
-    return tf.transpose(x, (0, 2, 1, 3)) if axis == 1 else x
+def _band(x, plan, axis):
+    """`plan.border` (p, q) times the q slices `plan.cols` of NHWC `x` along `axis` (1
+    or 2): the p combined slices, in their place along `axis`.
+
+    The matrix is sparse (most rows have one non-zero), so this is a gather and a
+    broadcast product per non-zero of a row: fewer ops than a gather per slice, and
+    far faster than an einsum, which transposes."""
+    shape = [1, 1, 1, 1]
+    shape[axis] = -1
+    band = None
+    for columns, weights in _sparse_terms(plan.border):
+        term = tf.gather(x, plan.cols[columns], axis=axis) * tf.constant(
+            weights.reshape(shape), x.dtype
+        )
+        band = term if band is None else band + term
+    return band
+
+
+def _blur_band(band, plan, axis, length, transpose):
+    """Zero-padded blur-and-subsample by `plan` along `axis` (1 or 2) of the NHWC
+    `band`, a few slices along the other axis, to `length` samples; with `transpose`,
+    its adjoint back to `length`.
+
+    The band is reshaped, never transposed, so that the blurred axis is one of an
+    image whose other spatial size is 1: then the strides can be equal (without
+    oneDNN, for float16, TensorFlow's CPU kernels reject unequal strides)."""
+    _, height, width, channels = band.shape
+    if axis == 2:
+        lines = tf.reshape(band, (-1, 1, width, channels))
+        taps, size = (np.ones(1), plan.taps), (1, length)
+    else:
+        lines = tf.reshape(band, (-1, height, 1, width * channels))
+        taps, size = (plan.taps, np.ones(1)), (length, 1)
+    lines = _depthwise(lines, taps, (plan.stride, plan.stride), size, transpose)
+    if axis == 2:
+        return tf.reshape(lines, (-1, height, length, channels))
+    return tf.reshape(lines, (-1, length, width, channels))
 
 
 def _add_border(y, x, rows, cols, transpose):
     """`y` plus `D_h x A0_w^T + A0_h x D_w^T + D_h x D_w^T`, the terms of the module
     docstring's decomposition that touch the border; transposed with `transpose`
-    (then `rows` and `cols` are `_transposed` plans)."""
+    (then `rows` and `cols` are `_transposed` plans). `y` must be a tensor no other
+    op reads: it is updated in place."""
     _, height, width, channels = y.shape
-    terms, positions = [], []
+    # (term, its positions among the rows of `y` viewed as `per_image` rows per
+    # image): whole output rows for the row band, pixels for the others, so that
+    # InplaceAdd, which adds one row at a time, adds as few rows as it can.
+    terms = []
     if len(rows.rows):
-        row_band = _gather_combine(x, rows.cols, rows.border, axis=1)
-        terms.append(_blur_along(row_band, cols, 2, width, transpose))
-        positions.append(rows.rows[:, None] * width + np.arange(width))
+        row_band = _band(x, rows, axis=1)
+        terms.append(
+            (_blur_band(row_band, cols, 2, width, transpose), rows.rows, height)
+        )
     if len(cols.rows):
-        col_band = _gather_combine(x, cols.cols, cols.border, axis=2)
-        terms.append(_blur_along(col_band, rows, 1, height, transpose))
-        positions.append(np.arange(height)[:, None] * width + cols.rows)
+        col_band = _band(x, cols, axis=2)
+        positions = np.arange(height)[:, None] * width + cols.rows
+        terms.append(
+            (
+                _blur_band(col_band, rows, 1, height, transpose),
+                positions,
+                height * width,
+            )
+        )
     if len(rows.rows) and len(cols.rows):
-        corner = _gather_combine(row_band, cols.cols, cols.border, axis=2)
-        terms.append(corner)
-        positions.append(rows.rows[:, None] * width + cols.rows)
-    if not terms:
-        return y
-    updates = tf.concat(
-        [tf.reshape(t, (-1, t.shape[1] * t.shape[2], channels)) for t in terms], axis=1
-    )
-    positions = np.concatenate([p.ravel() for p in positions]).astype("int32")
-    # A scatter copies the tensor it adds into (TensorFlow does not forward it on
-    # CPU), so all terms go in one scatter, into the output flattened to
-    # (batch * height * width, channels).
-    offsets = tf.range(tf.shape(y)[0]) * (height * width)
-    indices = tf.reshape(offsets[:, None] + positions, (-1, 1))
-    y = tf.tensor_scatter_nd_add(
-        tf.reshape(y, (-1, channels)), indices, tf.reshape(updates, (-1, channels))
-    )
+        corner = _band(row_band, cols, axis=2)
+        positions = rows.rows[:, None] * width + cols.rows
+        terms.append((corner, positions, height * width))
+    images = tf.range(tf.shape(y)[0])[:, None]
+    for term, positions, per_image in terms:
+        row_size = height * width * channels // per_image
+        indices = images * per_image + positions.ravel().astype("int32")
+        # InplaceAdd writes into `y`'s buffer instead of copying it, as a scatter
+        # does on CPU (a copy that cost as much as half the blur). That is safe
+        # because `y` is the fresh output of the blur convolution, read by nothing
+        # else.
+        y = tf.raw_ops.InplaceAdd(
+            x=tf.reshape(y, (-1, row_size)),
+            i=tf.reshape(indices, (-1,)),
+            v=tf.reshape(term, (-1, row_size)),
+        )
     return tf.reshape(y, (-1, height, width, channels))
+
+
+def _linear(apply, adjoint):
+    """`apply` (a linear map) with `adjoint` as its gradient, and `apply` as the
+    adjoint's gradient, so every order of derivative is defined (InplaceAdd has no
+    registered gradient)."""
+
+    @tf.custom_gradient
+    def linear(x):
+        return apply(x), _linear(adjoint, apply)
+
+    return linear
 
 
 def blur_pool2d(x, filt_size, strides, pad_mode):
@@ -169,15 +217,15 @@ def blur_pool2d(x, filt_size, strides, pad_mode):
     rows, cols = plans
     taps = (rows.taps, cols.taps)
 
-    @tf.custom_gradient
     def blur(x):
-        def grad(upstream):
-            dx = _depthwise(upstream, taps, strides, x.shape[1:3], transpose=True)
-            return _add_border(
-                dx, upstream, _transposed(rows), _transposed(cols), transpose=True
-            )
-
         y = _depthwise(x, taps, strides, None, transpose=False)
-        return _add_border(y, x, rows, cols, transpose=False), grad
+        return _add_border(y, x, rows, cols, transpose=False)
 
-    return blur(x)
+    def blur_adjoint(upstream):
+        dx = _depthwise(upstream, taps, strides, size, transpose=True)
+        return _add_border(
+            dx, upstream, _transposed(rows), _transposed(cols), transpose=True
+        )
+
+    size = x.shape[1:3]
+    return _linear(blur, blur_adjoint)(x)
