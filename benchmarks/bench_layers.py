@@ -1,7 +1,9 @@
-"""Times layers forward and forward+backward on the TensorFlow or JAX CPU backend.
+"""Times layers forward and forward+backward on the TensorFlow, JAX or torch CPU
+backend.
 
     python benchmarks/bench_layers.py                        # every case
     python benchmarks/bench_layers.py --backend jax --section bench_layers_jax
+    python benchmarks/bench_layers.py --backend torch --section bench_layers_torch
     python benchmarks/bench_layers.py --cases "BlurPool2D*" --repeats 50 --no-write
     python benchmarks/bench_layers.py --data-format channels_first \\
         --section bench_layers_channels_first
@@ -16,9 +18,11 @@ Each input shape is a float32 tensor (given as batch x height x width x channels
 On TensorFlow, forward and forward+backward each run inside a `tf.function` without
 XLA (XLA is 15-30x slower for these ops on CPU), as `model.fit` runs them; on JAX
 (`--backend jax`, set as KERAS_BACKEND before Keras is imported) inside `jax.jit`,
-forward+backward as `jax.jit(jax.grad(...))`. The backward pass is the gradient with
-respect to the input and the layer's trainable weights for a fixed random upstream
-gradient, passed as an argument so that the compiler cannot fold it. After
+forward+backward as `jax.jit(jax.grad(...))`; on torch (`--backend torch`) eagerly,
+forward under `torch.no_grad()`, backward by `torch.autograd.grad`. The backward
+pass is the gradient with respect to the input and the layer's trainable weights for
+a fixed random upstream gradient, passed as an argument so that the compiler cannot
+fold it. After
 `--warmup` calls of every function, `--repeats` rounds run every function once in
 turn, so a burst of load from another process hits all cases alike; the table gives
 the median of each.
@@ -40,7 +44,7 @@ import subprocess
 import sys
 import time
 
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def _backend_argument(parser):
@@ -64,6 +68,8 @@ import numpy as np  # noqa: E402
 if BACKEND == "jax":
     import jax  # noqa: E402
     import jax.numpy as jnp  # noqa: E402
+elif BACKEND == "torch":
+    import torch  # noqa: E402
 else:
     import tensorflow as tf  # noqa: E402
 
@@ -74,6 +80,7 @@ from keras_shiftinv.layers import (  # noqa: E402
     BlurPool2D,
     MaxBlurPool2D,
     OffsetSubsample,
+    PolyphaseDown2D,
     ShiftInvariantDown,
 )
 
@@ -174,6 +181,10 @@ CASES = [
         "MaxBlurPool2D()",
         lambda data_format: MaxBlurPool2D(data_format=data_format),
     ),
+    (
+        "PolyphaseDown2D()",
+        lambda data_format: PolyphaseDown2D(data_format=data_format),
+    ),
     *[(f"keras.ops BlurPool2D(4, {mode})", _portable(mode)) for mode in PAD_MODES],
     ("keras.ops MaxBlurPool2D()", _portable("reflect", pool_size=2)),
     *POLYPHASE_CASES,
@@ -246,7 +257,29 @@ def jax_timed_functions(layer, x):
     )
 
 
-timed_functions = jax_timed_functions if BACKEND == "jax" else tf_timed_functions
+def torch_timed_functions(layer, x):
+    """The case's forward (without autograd) and forward+backward functions on `x`."""
+    layer(x)
+    weights = [v.value for v in getattr(layer, "trainable_variables", [])]
+
+    def forward(x):
+        with torch.no_grad():
+            return layer(x)
+
+    upstream = _upstream(forward(x))
+
+    def forward_backward(x):
+        x = x.detach().requires_grad_(True)
+        outputs = _float_leaves(layer(x))
+        return torch.autograd.grad(outputs, [x, *weights], grad_outputs=upstream)
+
+    return forward, forward_backward
+
+
+timed_functions = {
+    "jax": jax_timed_functions,
+    "torch": torch_timed_functions,
+}.get(BACKEND, tf_timed_functions)
 
 
 def run(cases, shapes, data_format, repeats, warmup):
@@ -309,12 +342,16 @@ def _command_output(command, prefix=""):
 def _framework():
     if BACKEND == "jax":
         return f"JAX {jax.__version__} (CPU)"
+    if BACKEND == "torch":
+        return f"PyTorch {torch.__version__} (CPU)"
     return f"TensorFlow {tf.__version__}"
 
 
 def _compilation(args):
     if BACKEND == "jax":
         return "`jax.jit` (XLA), default threads"
+    if BACKEND == "torch":
+        return f"eager, {torch.get_num_threads()} torch threads (its default)"
     return f"`tf.function` without XLA, {args.threads or 'default'} TensorFlow threads"
 
 
@@ -407,8 +444,8 @@ def main():
     load_before = os.getloadavg()[0]
     results = run(cases, shapes, args.data_format, args.repeats, args.warmup)
     threads = f"{args.threads} thread(s)" if args.threads else "default threads"
-    if BACKEND == "jax":
-        threads = "JAX"
+    if BACKEND != "tensorflow":
+        threads = {"jax": "JAX", "torch": "torch"}[BACKEND]
     title = f"## Layer speed: {args.data_format}, {threads} (bench_layers.py)"
     facts = machine_facts(args, load_before)
     body = f"{title}\n\n{facts}\n\n{table(results, cases, shapes)}"

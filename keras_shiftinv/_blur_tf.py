@@ -34,14 +34,12 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv.filters import binomial_filter, blur_padding, check_pad_fits
-
-_NUMPY_PAD_MODE = {
-    "reflect": "reflect",
-    "replicate": "edge",
-    "zero": "constant",
-    "circular": "wrap",
-}
+from keras_shiftinv.filters import (
+    NUMPY_PAD_MODE,
+    binomial_filter,
+    blur_padding,
+    check_pad_fits,
+)
 
 # Blur-and-subsample along one axis: `border` is `D` (module docstring) restricted to
 # its non-zero output indices `rows` and input indices `cols`; `taps` is the filter
@@ -59,7 +57,7 @@ def _axis_plan(size, filt_size, stride, pad_mode):
     identity = np.eye(size)
 
     def blur_matrix(mode):
-        padded = np.pad(identity, ((before, after), (0, 0)), _NUMPY_PAD_MODE[mode])
+        padded = np.pad(identity, ((before, after), (0, 0)), NUMPY_PAD_MODE[mode])
         windows = [padded[i * stride : i * stride + filt_size] for i in range(out)]
         return np.stack([taps @ window for window in windows])
 

@@ -8,6 +8,14 @@ import numpy as np
 
 from keras_shiftinv.validation import standardize_filt_size
 
+# The pad modes in NumPy's words (`np.pad`).
+NUMPY_PAD_MODE = {
+    "reflect": "reflect",
+    "replicate": "edge",
+    "zero": "constant",
+    "circular": "wrap",
+}
+
 
 def binomial_filter(filt_size):
     """Row `filt_size` of Pascal's triangle, normalised to sum to 1 (float64)."""

@@ -125,35 +125,57 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
 
 def _blur_pool2d_portable(x, filt_size, strides, pad_mode, data_format):
     """`blur_pool2d` with `keras.ops` only (filt_size > 1; strides an int or a pair):
-    the formulation fastest on the backend (BENCHMARKS.md, bench_layers_jax)."""
+    `_blur_gather` when the spatial sizes are known (always on JAX and torch),
+    otherwise `_blur_padded_depthwise`."""
     taps = filters.binomial_filter(filt_size)
     pad = filters.blur_padding(filt_size)
-    x = pad2d(x, (pad, pad), pad_mode, data_format)
     strides = standardize_pair(strides, "strides")
-    if keras.backend.backend() == "jax":
-        return _blur_slices(x, taps, strides, data_format)
-    return _blur_depthwise(x, taps, strides, data_format)
+    static = all(x.shape[axis] is not None for axis in spatial_axes(data_format))
+    blur = _blur_gather if static else _blur_padded_depthwise
+    return blur(x, taps, strides, pad, pad_mode, data_format)
 
 
-def _blur_depthwise(x, taps, strides, data_format):
-    """VALID blur of padded `x`: one depthwise convolution with the k x k kernel."""
+def _blur_padded_depthwise(x, taps, strides, pad, pad_mode, data_format):
+    """The blur of `x` padded by `pad` with `pad_mode`: padding, then one VALID
+    depthwise convolution with the k x k kernel. Works for unknown spatial sizes."""
+    x = pad2d(x, (pad, pad), pad_mode, data_format)
     channels = x.shape[channel_axis(data_format)]
     kernel = np.outer(taps, taps)[:, :, None, None] * np.ones((1, 1, channels, 1))
     kernel = ops.convert_to_tensor(kernel, dtype=x.dtype)
     return ops.depthwise_conv(x, kernel, strides, "valid", data_format)
 
 
-def _blur_slices(x, taps, strides, data_format):
-    """VALID blur of padded `x`, separable: along each spatial axis, the sum over taps
-    `t` of `taps[t] * x[t::stride]`, each slice stopping `k - 1 - t` before the end so
-    that all have the output's length, even for sizes unknown when traced. XLA fuses
-    it: on JAX's CPU 10x faster forward and backward than the depthwise convolution,
-    but 15x slower on TensorFlow's."""
+def _blur_gather(x, taps, strides, pad, pad_mode, data_format):
+    """The blur of `x` padded by `pad` with `pad_mode`, the padding folded into
+    indices: along each spatial axis, the sum over taps `t` of `taps[t]` times the
+    samples of `x` that tap reads (`ops.take` of their indices; the zero padding's
+    samples get the weight 0). On JAX's CPU, padding first copies the input and fuses
+    badly with the blur: this is 10-15x faster (BENCHMARKS.md, bench_layers_jax),
+    and on torch 2x faster than Keras' depthwise convolution, which transposes.
+    Needs the spatial sizes."""
     k = len(taps)
     for axis, stride in zip(spatial_axes(data_format), strides, strict=True):
+        size = x.shape[axis]
+        filters.check_pad_fits(size, pad, pad_mode, axis)
+        if pad_mode == "zero":
+            # The zero padding's samples read index -1, weighed 0 below.
+            index = np.pad(np.arange(size), pad, constant_values=-1)
+        else:
+            index = np.pad(np.arange(size), pad, filters.NUMPY_PAD_MODE[pad_mode])
+        out = (len(index) - k) // stride + 1
+        shape = [1] * len(x.shape)
+        shape[axis] = out
         y = None
         for t, tap in enumerate(taps):
-            term = _slice_axis(x, axis, t, t - (k - 1) or None, stride) * float(tap)
+            read = index[t : t + stride * (out - 1) + 1 : stride]
+            weights = tap * (read >= 0)
+            if not weights.any():
+                continue
+            term = ops.take(x, np.maximum(read, 0), axis=axis)
+            if weights.all():
+                term = term * float(tap)
+            else:
+                term = term * ops.convert_to_tensor(weights.reshape(shape), x.dtype)
             y = term if y is None else y + term
         x = y
     return x

@@ -44,15 +44,12 @@ def test_circular_blur_pool_of_a_map_smaller_than_the_filter(filt_size):
         )
 
 
-def _padded_blur(x, blur, taps, pad, strides, data_format):
-    x = si_ops.pad2d(x, (pad, pad), "reflect", data_format)
-    return blur(x, taps, strides, data_format)
-
-
 @pytest.mark.parametrize("filt_size", range(2, 8))
-def test_both_portable_blur_formulations_are_exact(filt_size):
-    # The portable path takes one formulation per backend: each must match the
-    # reference, and their gradients must agree, on every backend.
+@pytest.mark.parametrize("pad_mode", PAD_MODES)
+def test_both_portable_blur_formulations_are_exact(filt_size, pad_mode):
+    # The portable path takes one formulation when the sizes are known and the other
+    # when they are not: each must match the reference, and their gradients must
+    # agree, on every backend.
     rng = np.random.default_rng(filt_size)
     taps = filters.binomial_filter(filt_size)
     pad = filters.blur_padding(filt_size)
@@ -62,22 +59,22 @@ def test_both_portable_blur_formulations_are_exact(filt_size):
         ((7, 10), (3, 1), "channels_last"),
     ]:
         x_last = rng.standard_normal((2, h, w, 3)).astype("float32")
-        expected = reference.blur_pool(x_last, filt_size, strides, "reflect")
+        expected = reference.blur_pool(x_last, filt_size, strides, pad_mode)
         upstream = reference.to_format(
             rng.standard_normal(expected.shape).astype("float32"), data_format
         )
         x = reference.to_format(x_last, data_format)
         gradients = []
-        for blur in (si_ops._blur_slices, si_ops._blur_depthwise):
-            args = (blur, taps, pad, strides, data_format)
-            got = keras.ops.convert_to_numpy(_padded_blur(x, *args))
+        for blur in (si_ops._blur_gather, si_ops._blur_padded_depthwise):
+            args = (taps, strides, pad, pad_mode, data_format)
+            got = keras.ops.convert_to_numpy(blur(x, *args))
             np.testing.assert_allclose(
                 reference.to_last(got, data_format), expected, rtol=1e-5, atol=1e-5
             )
             gradients.append(
                 input_gradient(
-                    lambda v, a=args, u=upstream: keras.ops.multiply(
-                        _padded_blur(v, *a), u
+                    lambda v, b=blur, a=args, u=upstream: keras.ops.multiply(
+                        b(v, *a), u
                     ),
                     x,
                 )
