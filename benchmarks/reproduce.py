@@ -47,6 +47,7 @@ of BENCHMARKS.md are written by benchmarks/markdown_sections.py.
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 import time
 
@@ -58,8 +59,16 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
+import tensorflow as tf  # noqa: E402
 from reproduction import plan, report, seeds  # noqa: E402
 from reproduction.plan import AUGMENTS, MODELS, MODES, PADDINGS, VARIANTS  # noqa: E402
+
+# The default of --jobs stops here: every process holds a TensorFlow runtime and
+# its data (about 1.5 GB).
+MAX_JOBS = 8
+# How many arguments --jobs appends to the command of each process it starts:
+# "--jobs N --verbose V" here, "--claims FOLDER" in `plan.run_processes`.
+APPENDED_ARGUMENTS = 6
 
 
 def write_reports(mode, settings, out_dir, benchmarks=None, data_dir=None):
@@ -114,6 +123,15 @@ def parse_args(argv=None):
         help="git-commit the results (and BENCHMARKS.md) after each run",
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        help="runs trained at once, each in its own process with an equal share of "
+        f"the CPUs (default: one per CPU, at most {MAX_JOBS} and at most the runs "
+        "left; 1: in this process)",
+    )
+    # The claims folder of the processes started by --jobs (`plan.run_processes`).
+    parser.add_argument("--claims", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
@@ -141,16 +159,55 @@ def main(argv=None):
     out_dir = args.out or os.path.join(
         ROOT, "benchmarks", "results", plan.label(mode, settings)
     )
+    options = {"data_dir": args.data_dir, "verbose": args.verbose}
+    if args.claims:
+        threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        # The record keeps the command as it was typed.
+        typed = (argv or sys.argv[1:])[:-APPENDED_ARGUMENTS]
+        command = shlex.join(["python", "benchmarks/reproduce.py", *typed])
+        plan.run(
+            mode, settings, out_dir, claims=args.claims, command=command, **options
+        )
+        return
     start = time.perf_counter()
+    benchmarks = args.benchmarks or None
+    left = len(plan.pending(settings, out_dir))
+    jobs = min(args.jobs or min(len(os.sched_getaffinity(0)), MAX_JOBS), left)
+    if jobs > 1:
+
+        def on_record(name):
+            records = plan.read_records(out_dir)
+            if not args.commit:
+                # The per-layer equivariance as soon as its runs exist (cached),
+                # while the last runs train, rather than after them.
+                report.equivariance_entries(records, settings, out_dir, args.data_dir)
+                return
+            write_reports(mode, settings, out_dir, benchmarks, args.data_dir)
+            plan.commit_results(
+                out_dir, benchmarks, f"reproduce {plan.label(mode, settings)}: {name}"
+            )
+
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            *(argv or sys.argv[1:]),
+            "--jobs",
+            str(jobs),
+            # Progress bars of several processes would overwrite each other.
+            "--verbose",
+            str(min(args.verbose, 2) and 2),
+        ]
+        plan.run_processes(command, jobs, out_dir, on_record=on_record)
     records = plan.run(
         mode,
         settings,
         out_dir,
-        data_dir=args.data_dir,
-        benchmarks=args.benchmarks or None,
-        verbose=args.verbose,
+        benchmarks=benchmarks,
         commit=args.commit,
         report=write_reports,
+        **options,
     )
     print(
         f"{len(records)} runs in {out_dir} ({time.perf_counter() - start:.0f} s); "

@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -281,9 +282,12 @@ def run(
     verbose=1,
     commit=False,
     report=None,
+    claims=None,
 ):
     """Trains and measures every (augment, model, variant) run of `settings` not
-    done yet, writing its record after each run, then calling
+    done yet (with a `claims` folder, shared by processes working in parallel, only
+    the runs no other process has claimed there), writing its record after each
+    run, then calling
     `report(mode, settings, out_dir, benchmarks, data_dir)` (if given: it writes
     results.json, the plots, report.md and the BENCHMARKS.md section; also called
     when nothing new was run), and committing them with `commit=True`. Returns the
@@ -291,12 +295,7 @@ def run(
     command = command or shlex.join(
         ["python", "benchmarks/reproduce.py", *sys.argv[1:]]
     )
-    plan = [
-        (a, m, v)
-        for a in settings.augments
-        for m in settings.models
-        for v in settings.variants
-    ]
+    plan = runs(settings)
     start = time.perf_counter()
     test = detail = None
     for k, (augment, model, variant) in enumerate(plan, start=1):
@@ -305,6 +304,8 @@ def run(
         prefix = f"[{k}/{len(plan)}] {name}:"
         if os.path.exists(path):
             print(f"{prefix} done before ({path})", flush=True)
+            continue
+        if claims is not None and not _claim(claims, name):
             continue
         print(f"{prefix} training", flush=True)
         if test is None:
@@ -367,6 +368,63 @@ def run(
         # Nothing new was run: the report may still be missing or out of date.
         report(mode, settings, out_dir, benchmarks, data_dir)
     return records
+
+
+def runs(settings):
+    """The (augment, model, variant) of every run of `settings`, in the run order."""
+    return [
+        (a, m, v)
+        for a in settings.augments
+        for m in settings.models
+        for v in settings.variants
+    ]
+
+
+def pending(settings, out_dir):
+    """The names of the runs of `settings` without a record in `out_dir`."""
+    names = [run_name(m, v, a) for a, m, v in runs(settings)]
+    done = {r["name"] for r in read_records(out_dir)}
+    return [name for name in names if name not in done]
+
+
+def _claim(claims, name):
+    """Whether this process is the first to claim the run `name` in `claims`."""
+    try:
+        os.close(os.open(os.path.join(claims, name), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+def run_processes(command, jobs, out_dir, on_record=None, poll_seconds=5):
+    """Runs `jobs` copies of `command + ["--claims", FOLDER]` in parallel: each
+    takes the next run no other has claimed in FOLDER (`run(claims=...)`), so all
+    stay busy until the last runs. While they work, calls `on_record(name)` for each
+    record that appears in `out_dir`. Raises `RuntimeError` if a process fails."""
+    claims = os.path.join(out_dir, f"claims-{os.getpid()}")
+    os.makedirs(claims)
+    try:
+        _watch(command + ["--claims", claims], jobs, out_dir, on_record, poll_seconds)
+    finally:
+        shutil.rmtree(claims, ignore_errors=True)
+
+
+def _watch(command, jobs, out_dir, on_record, poll_seconds):
+    processes = [subprocess.Popen(command) for _ in range(jobs)]
+    seen = {r["name"] for r in read_records(out_dir)}
+    while True:
+        finished = all(p.poll() is not None for p in processes)
+        for record in read_records(out_dir):
+            if record["name"] not in seen:
+                seen.add(record["name"])
+                if on_record is not None:
+                    on_record(record["name"])
+        if finished:
+            break
+        time.sleep(poll_seconds)
+    failed = [p.args for p in processes if p.returncode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {jobs} processes failed: {failed}")
 
 
 def commit_results(out_dir, benchmarks, message):
