@@ -153,17 +153,21 @@ def build_model(config, input_shape, num_classes):
 
 
 def summary_line(summary):
+    test = "not measured on the test split"
+    if summary["test_accuracy"] is not None:
+        test = (
+            f"test accuracy {summary['test_accuracy']:.4f}, "
+            f"shift consistency {summary['test_consistency']:.4f} "
+            f"({summary['consistency_mode']} shifts < {summary['max_shift']} px)"
+        )
     return (
-        f"{summary['model']} on {summary['dataset']}: "
-        f"test accuracy {summary['test_accuracy']:.4f}, "
-        f"shift consistency {summary['test_consistency']:.4f} "
-        f"({summary['consistency_mode']} shifts < {summary['max_shift']} px), "
+        f"{summary['model']} on {summary['dataset']}: {test}, "
         f"best epoch {summary['best_epoch']}/{summary['epochs']} "
         f"-> {summary['best_model']}"
     )
 
 
-def train(config, overwrite=False):
+def train(config, overwrite=False, test=True):
     """Trains, evaluates and writes the run folder; returns the summary dict.
 
     Args:
@@ -172,6 +176,9 @@ def train(config, overwrite=False):
             an unfinished run in it is continued and a finished one is left alone
             (its summary is returned). A folder that is not empty and holds no run
             of `train` is refused either way (a `ValueError`): nothing is deleted.
+        test: measure the best model on the test split (accuracy, loss and
+            consistency, in the summary); with False they are None, for a caller
+            that measures the model itself (benchmarks/reproduce.py).
     """
     if isinstance(config, dict):
         config = TrainConfig(**config)
@@ -246,7 +253,7 @@ def train(config, overwrite=False):
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    summary = _evaluate(config, run_dir, datasets.test, fit_seconds)
+    summary = _evaluate(config, run_dir, datasets.test if test else None, fit_seconds)
     run_folder.write_json(summary_path, summary)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     os.remove(os.path.join(run_dir, BEST_WEIGHTS))
@@ -317,22 +324,25 @@ def _evaluate(config, run_dir, test_ds, fit_seconds):
     best_row = max(rows, key=lambda row: float(row["val_accuracy"]))
     best_path = os.path.join(run_dir, "best.keras")
     model = keras.saving.load_model(best_path)
-    results = measure(
-        model,
-        test_ds,
-        names=("accuracy", "loss", "consistency"),
-        shift="circular",
-        max_shift=config.max_shift,
-        samples=config.consistency_samples,
-        seed=config.seed,
-        verbose=config.verbose,
-    )
+    results = dict.fromkeys(("accuracy", "loss", "consistency"))
+    if test_ds is not None:
+        results = measure(
+            model,
+            test_ds,
+            names=tuple(results),
+            shift="circular",
+            max_shift=config.max_shift,
+            samples=config.consistency_samples,
+            seed=config.seed,
+            verbose=config.verbose,
+        )
+        results = {name: float(value) for name, value in results.items()}
     return {
         "model": f"{config.model}-{config.variant}",
         "dataset": config.dataset,
-        "test_accuracy": float(results["accuracy"]),
-        "test_loss": float(results["loss"]),
-        "test_consistency": float(results["consistency"]),
+        "test_accuracy": results["accuracy"],
+        "test_loss": results["loss"],
+        "test_consistency": results["consistency"],
         "consistency_mode": "circular",
         "max_shift": config.max_shift,
         "best_epoch": int(best_row["epoch"]) + 1,

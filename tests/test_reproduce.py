@@ -407,3 +407,59 @@ def test_commit_results_commits_the_results_and_nothing_twice(tmp_path):
     assert tracked == ["BENCHMARKS.md", "results/decisive/records/a.json"]
     plan.commit_results(str(out), str(benchmarks), "again")
     assert len(git("log", "--format=%s").splitlines()) == 1
+
+
+def test_runs_claimed_by_another_process_are_left_to_it(tmp_path):
+    settings = dataclasses.replace(
+        plan.MODES["quick"], models=("vgg13",), variants=("baseline", "blur5")
+    )
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    names = plan.pending(settings, str(tmp_path / "out"))
+    assert len(names) == 4
+    for name in names:
+        assert plan._claim(str(claims), name)
+        assert not plan._claim(str(claims), name)
+    # Every run is claimed: nothing is trained (or even loaded) here.
+    records = plan.run("quick", settings, str(tmp_path / "out"), claims=str(claims))
+    assert records == []
+    assert not (tmp_path / "out" / "train").exists()
+
+
+# Stands in for reproduce.py: claims runs of the folder given after --claims and
+# writes their records, or fails if told to.
+_FAKE_WORKER = """
+import json, os, sys
+out, names, fail = sys.argv[1], sys.argv[2].split(","), sys.argv[3] == "fail"
+claims = sys.argv[sys.argv.index("--claims") + 1]
+if fail:
+    sys.exit(3)
+os.makedirs(os.path.join(out, "records"), exist_ok=True)
+for name in names:
+    try:
+        os.close(os.open(os.path.join(claims, name), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        continue
+    model, variant, augment = name.split("-")
+    record = {"name": name, "model": model, "variant": variant, "augment": augment}
+    with open(os.path.join(out, "records", name + ".json"), "w") as f:
+        json.dump(record, f)
+"""
+
+
+def test_run_processes_shares_the_runs_and_reports_each_record(tmp_path):
+    import sys
+
+    out = str(tmp_path / "out")
+    names = ["vgg13-baseline-none", "vgg13-blur5-none", "resnet18-group-shift"]
+    seen = []
+    command = [sys.executable, "-c", _FAKE_WORKER, out, ",".join(names), "ok"]
+    plan.run_processes(command, 3, out, on_record=seen.append, poll_seconds=0.05)
+    assert sorted(seen) == sorted(names)
+    assert sorted(r["name"] for r in plan.read_records(out)) == sorted(names)
+    # The claims folder is gone once the processes are done.
+    assert os.listdir(out) == ["records"]
+
+    command[-1] = "fail"
+    with pytest.raises(RuntimeError, match="2 of 2 processes failed"):
+        plan.run_processes(command, 2, out, poll_seconds=0.05)

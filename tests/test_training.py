@@ -340,3 +340,28 @@ def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, caps
         np.array_equal(a, b)
         for a, b in zip(trained.get_weights(), start.get_weights(), strict=True)
     )
+
+
+def test_train_without_the_test_split_measures_nothing_there(
+    tmp_path, monkeypatch, capsys
+):
+    from keras_shiftinv import cli, evaluate
+
+    args = tiny_args(write_image_folder(tmp_path / "data"), tmp_path / "run", 1)
+    train = training.train
+
+    def not_called(*args, **kwargs):
+        raise AssertionError("measured the test split")
+
+    monkeypatch.setattr(
+        training, "train", lambda config, overwrite: train(config, overwrite, False)
+    )
+    monkeypatch.setattr(evaluate, "measure", not_called)
+    assert cli.main(args) == 0
+    with open(tmp_path / "run" / "summary.json") as f:
+        summary = json.load(f)
+    assert [summary[k] for k in ("test_accuracy", "test_loss", "test_consistency")] == [
+        None
+    ] * 3
+    assert summary["parameters"] > 0 and summary["best_epoch"] == 1
+    assert "not measured on the test split" in capsys.readouterr().out

@@ -314,7 +314,8 @@ def run(
             settings, model, variant, augment, out_dir, data_dir, verbose
         )
         run_start = time.perf_counter()
-        summary = training.train(config)
+        # `measure` below measures the test accuracy and consistency (and more).
+        summary = training.train(config, test=False)
         trained = time.perf_counter() - run_start
         network = load_model(summary["best_model"])
         downsampling = diagnostics.downsampling_report(
@@ -333,7 +334,6 @@ def run(
             **measure.measure(network, test, detail, settings),
             "downsampling": downsampling,
             "downsampling_summary": diagnostics.summarize(downsampling),
-            "train_test_accuracy": summary["test_accuracy"],
             "best_epoch": summary["best_epoch"],
             "train_seconds": round(trained, 1),
             "seconds": round(time.perf_counter() - run_start, 1),
