@@ -60,6 +60,11 @@ CONFIGS = {
     "imagenet": (224, 16, {}),
     "cifar": (32, 128, {"stem": "cifar"}),
 }
+# Variants of the benchmark beyond the zoo's: name -> (zoo variant, options).
+BENCH_VARIANTS = {
+    "group-aps": ("group", {"polyphase_order": "aps"}),
+    "conv3d-aps": ("conv3d", {"polyphase_order": "aps"}),
+}
 # variant: what it is timed against with --references
 REFERENCES = {
     "baseline": "torch.nn (torchvision's)",
@@ -84,6 +89,8 @@ def batch_data(size, batch, num_classes):
 def build(name, variant, size, options, num_classes):
     if not zoo.model_spec(name).has_stem:
         options = {k: v for k, v in options.items() if k != "stem"}
+    variant, extra = BENCH_VARIANTS.get(variant, (variant, {}))
+    options = {**options, **extra}
     model = zoo.create_model(
         name,
         variant=variant,
@@ -456,7 +463,13 @@ def machine():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "vgg13"])
-    parser.add_argument("--variants", nargs="+", default=list(zoo.VARIANTS))
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(zoo.VARIANTS),
+        choices=[*zoo.VARIANTS, *BENCH_VARIANTS],
+        help=f"zoo variants, or {', '.join(BENCH_VARIANTS)} (polyphase_order='aps')",
+    )
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps")
@@ -484,6 +497,12 @@ def main():
     )
     parser.add_argument(
         "--write", metavar="PATH", help="update the section in this Markdown file"
+    )
+    parser.add_argument(
+        "--section",
+        help="name of the section --write replaces (default: bench_models, "
+        "bench_models_layers or bench_models_flops); a run of a subset should "
+        "name its own",
     )
     # What `peak_memory` runs: one model, config and variant; prints JSON.
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
@@ -620,7 +639,7 @@ def main():
     )
     print(text)
     if args.write:
-        markdown_sections.write_section(args.write, section, text)
+        markdown_sections.write_section(args.write, args.section or section, text)
 
 
 if __name__ == "__main__":

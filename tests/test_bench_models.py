@@ -113,3 +113,20 @@ def test_forward_flops_counts_a_convolution_and_a_dense_layer():
     pooling = 8 * 8 * 4  # the mean: one add per input value
     dense = 2 * 4 * 5 + 5
     assert bench.forward_flops(model, 8) == conv + pooling + dense
+
+
+@pytest.mark.parametrize("variant", ["group-aps", "conv3d-aps"])
+def test_aps_ordered_module_variants_build_the_zoo_model_with_that_order(variant):
+    from keras_shiftinv.layers import ShiftInvariantDown
+
+    bench_models = load_script("bench_models")
+    model = bench_models.build("resnet18", variant, 32, {"stem": "cifar"}, 3)
+    modules = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, ShiftInvariantDown)
+    ]
+    assert modules
+    for module in modules:
+        assert module.polyphase_order == "aps"
+        assert module.branch == variant.split("-")[0]
