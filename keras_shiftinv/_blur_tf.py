@@ -93,19 +93,13 @@ def _depthwise(x, taps, strides, size, transpose):
 
 def _sparse_terms(matrix):
     """`matrix` (p, q) as a few pairs `(columns, weights)`, one column and weight per
-    row each, whose sum is the matrix: the k-th pair holds each row's k-th non-zero."""
-    nonzero = [np.flatnonzero(row) for row in matrix]
-    terms = []
-    for k in range(max(len(n) for n in nonzero)):
-        columns = np.array([n[k] if k < len(n) else 0 for n in nonzero])
-        weights = np.array(
-            [
-                row[c] if k < len(n) else 0.0
-                for row, n, c in zip(matrix, nonzero, columns, strict=True)
-            ]
-        )
-        terms.append((columns, weights))
-    return terms
+    row each, whose sum is the matrix: the k-th pair holds each row's k-th non-zero
+    (or a zero of the row, once it has no more)."""
+    # Per row, the columns of the non-zeros first, in order.
+    order = np.argsort(matrix == 0, axis=1, kind="stable")
+    rows = np.arange(len(matrix))
+    count = int((matrix != 0).sum(axis=1).max())
+    return [(order[:, k], matrix[rows, order[:, k]]) for k in range(count)]
 
 
 def _band(x, plan, axis):

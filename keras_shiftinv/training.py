@@ -253,7 +253,9 @@ def train(config, overwrite=False, test=True):
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
-    summary = _evaluate(config, run_dir, datasets.test if test else None, fit_seconds)
+    summary = _evaluate(
+        config, run_dir, datasets.test if test else None, fit_seconds, model
+    )
     run_folder.write_json(summary_path, summary)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     os.remove(os.path.join(run_dir, BEST_WEIGHTS))
@@ -316,18 +318,18 @@ def _fit(config, model, train_ds, val_ds, run_dir):
     return seconds
 
 
-def _evaluate(config, run_dir, test_ds, fit_seconds):
+def _evaluate(config, run_dir, test_ds, fit_seconds, model):
     from keras_shiftinv.evaluate import measure
 
     rows = read_log(os.path.join(run_dir, "log.csv"))
     plots.plot_training_curves(rows, os.path.join(run_dir, "curves.png"))
     best_row = max(rows, key=lambda row: float(row["val_accuracy"]))
     best_path = os.path.join(run_dir, "best.keras")
-    model = keras.saving.load_model(best_path)
     results = dict.fromkeys(("accuracy", "loss", "consistency"))
     if test_ds is not None:
+        # Measured on the saved file, as a user of the run folder gets it.
         results = measure(
-            model,
+            keras.saving.load_model(best_path),
             test_ds,
             names=tuple(results),
             shift="circular",
