@@ -400,30 +400,44 @@ def _claim(claims, name):
     return True
 
 
-def run_processes(command, jobs, out_dir, on_record=None, poll_seconds=5):
+def recorded(out_dir):
+    """The names of the runs of `out_dir` that have a record."""
+    return {r["name"] for r in read_records(out_dir)}
+
+
+def run_processes(
+    command, jobs, out_dir, on_record=None, poll_seconds=5, finished=recorded
+):
     """Runs `jobs` copies of `command + ["--claims", FOLDER]` in parallel: each
     takes the next run no other has claimed in FOLDER (`run(claims=...)`), so all
     stay busy until the last runs. While they work, calls `on_record(name)` for each
-    record that appears in `out_dir`. Raises `RuntimeError` if a process fails."""
+    run that `finished(out_dir)` newly names. Raises `RuntimeError` if a process
+    fails."""
     claims = os.path.join(out_dir, f"claims-{os.getpid()}")
     os.makedirs(claims)
     try:
-        _watch(command + ["--claims", claims], jobs, out_dir, on_record, poll_seconds)
+        _watch(
+            command + ["--claims", claims],
+            jobs,
+            out_dir,
+            on_record,
+            poll_seconds,
+            finished,
+        )
     finally:
         shutil.rmtree(claims, ignore_errors=True)
 
 
-def _watch(command, jobs, out_dir, on_record, poll_seconds):
+def _watch(command, jobs, out_dir, on_record, poll_seconds, finished):
     processes = [subprocess.Popen(command) for _ in range(jobs)]
-    seen = {r["name"] for r in read_records(out_dir)}
+    seen = finished(out_dir)
     while True:
-        finished = all(p.poll() is not None for p in processes)
-        for record in read_records(out_dir):
-            if record["name"] not in seen:
-                seen.add(record["name"])
-                if on_record is not None:
-                    on_record(record["name"])
-        if finished:
+        ended = all(p.poll() is not None for p in processes)
+        for name in sorted(finished(out_dir) - seen):
+            seen.add(name)
+            if on_record is not None:
+                on_record(name)
+        if ended:
             break
         time.sleep(poll_seconds)
     failed = [p.args for p in processes if p.returncode]
