@@ -17,10 +17,20 @@ few input rows the padding copies. Per channel,
 The first term is one depthwise convolution that pads with zeros on the fly, without
 copying `X`. The others are made of a few border rows or columns of `X`: weighted
 sums of them, blurred along the other axis by small convolutions, and added into
-the border of the output in place. The gradient `A_h^T G A_w` has the same
-structure with every map replaced by its adjoint, so it is written out (a custom
-gradient) rather than left to autodiff, which would build input-sized tensors for
-the gathered rows and columns.
+the border of the output.
+
+How they are added depends on who runs the graph. In a training step that XLA does
+not compile (a gradient tape records; `_keras_compat.tf_may_update_in_place`), in
+place, with `tf.raw_ops.InplaceAdd` into the fresh output of the convolution: no
+copy of the output. The gradient `A_h^T G A_w` has the same structure with every
+map replaced by its adjoint, so it is written out (a custom gradient, also added
+in place) rather than left to autodiff, which would build input-sized tensors for
+the gathered rows and columns. Everywhere else (inference, every `model.export`
+format, which trace without a tape, and XLA), with ops that XLA, tf2onnx, LiteRT's
+builtin set and OpenVINO all take: the border pixels' sums spread over the image by
+one gather, then added (`_add_gathered`): two passes over the output that the
+in-place update does not make; TensorFlow differentiates those ops itself. No
+export can tell it is traced for export, so the portable ops are the default.
 
 The convolutions use padding "SAME": with explicit padding TensorFlow's CPU backward
 kernel leaves oneDNN, runs 2-3x slower and rejects unequal strides. SAME pads
@@ -34,6 +44,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from keras_shiftinv import _keras_compat
 from keras_shiftinv.filters import (
     NUMPY_PAD_MODE,
     binomial_filter,
@@ -141,37 +152,41 @@ def _blur_band(band, plan, axis, length, transpose):
     return tf.reshape(lines, (-1, length, width, channels))
 
 
-def _add_border(y, x, rows, cols, transpose):
-    """`y` plus `D_h x A0_w^T + A0_h x D_w^T + D_h x D_w^T`, the terms of the module
-    docstring's decomposition that touch the border; transposed with `transpose`
-    (then `rows` and `cols` are `_transposed` plans). `y` must be a tensor no other
-    op reads: it is updated in place."""
-    _, height, width, channels = y.shape
-    # (term, its positions among the rows of `y` viewed as `per_image` rows per
-    # image): whole output rows for the row band, pixels for the others, so that
-    # InplaceAdd, which adds one row at a time, adds as few rows as it can.
+def _border_terms(x, rows, cols, size, transpose):
+    """The terms `D_h x A0_w^T`, `A0_h x D_w^T` and `D_h x D_w^T` of the module
+    docstring's decomposition, which touch the border of the output of spatial
+    `size`; transposed with `transpose` (then `rows` and `cols` are `_transposed`
+    plans). A list of `(term, positions)`: an NHWC term and the flat index
+    `row * width + column` in the output of each of its pixels (an array of the
+    term's spatial shape)."""
+    height, width = size
     terms = []
     if len(rows.rows):
         row_band = _band(x, rows, axis=1)
-        terms.append(
-            (_blur_band(row_band, cols, 2, width, transpose), rows.rows, height)
-        )
+        positions = rows.rows[:, None] * width + np.arange(width)
+        terms.append((_blur_band(row_band, cols, 2, width, transpose), positions))
     if len(cols.rows):
         col_band = _band(x, cols, axis=2)
         positions = np.arange(height)[:, None] * width + cols.rows
-        terms.append(
-            (
-                _blur_band(col_band, rows, 1, height, transpose),
-                positions,
-                height * width,
-            )
-        )
+        terms.append((_blur_band(col_band, rows, 1, height, transpose), positions))
     if len(rows.rows) and len(cols.rows):
         corner = _band(row_band, cols, axis=2)
-        positions = rows.rows[:, None] * width + cols.rows
-        terms.append((corner, positions, height * width))
+        terms.append((corner, rows.rows[:, None] * width + cols.rows))
+    return terms
+
+
+def _add_in_place(y, terms):
+    """`y` plus `terms` (`_border_terms`), written into `y`'s buffer. `y` must be
+    a tensor no other op reads."""
+    _, height, width, channels = y.shape
     images = tf.range(tf.shape(y)[0])[:, None]
-    for term, positions, per_image in terms:
+    for term, positions in terms:
+        # InplaceAdd adds one row of a matrix at a time: whole rows of the image
+        # when the term covers them (the row band), else pixels.
+        first = positions[:, :1]
+        whole_rows = positions.shape[1] == width and not (first % width).any()
+        per_image = height if whole_rows else height * width
+        positions = first // width if whole_rows else positions
         row_size = height * width * channels // per_image
         indices = images * per_image + positions.ravel().astype("int32")
         # InplaceAdd writes into `y`'s buffer instead of copying it, as a scatter
@@ -184,6 +199,34 @@ def _add_border(y, x, rows, cols, transpose):
             v=tf.reshape(term, (-1, row_size)),
         )
     return tf.reshape(y, (-1, height, width, channels))
+
+
+def _add_gathered(y, terms):
+    """`y` plus `terms` (`_border_terms`) with ops that XLA, tf2onnx, LiteRT's
+    builtin set and OpenVINO all take: the terms summed per border pixel (a few
+    small gathers), then spread over the image by one gather whose other pixels
+    read a zero row, and one addition."""
+    _, height, width, channels = y.shape
+    flat = [
+        tf.reshape(term, (-1, term.shape[1] * term.shape[2], channels))
+        for term, _ in terms
+    ]
+    positions = [p.ravel() for _, p in terms]
+    border = np.unique(np.concatenate(positions))
+    # Row 0 of `stacked` is zero: the border pixels a term does not touch read it.
+    stacked = tf.concat([tf.zeros_like(flat[0][:, :1]), *flat], axis=1)
+    rows = np.cumsum([1] + [len(p) for p in positions])
+    correction = None
+    for start, pixels in zip(rows, positions, strict=False):
+        read = np.zeros(len(border), "int32")
+        read[np.searchsorted(border, pixels)] = start + np.arange(len(pixels))
+        term = tf.gather(stacked, read, axis=1)
+        correction = term if correction is None else correction + term
+    spread = np.zeros(height * width, "int32")
+    spread[border] = 1 + np.arange(len(border))
+    correction = tf.concat([tf.zeros_like(correction[:, :1]), correction], axis=1)
+    correction = tf.gather(correction, spread, axis=1)
+    return y + tf.reshape(correction, (-1, height, width, channels))
 
 
 def _linear(apply, adjoint):
@@ -208,16 +251,22 @@ def blur_pool2d(x, filt_size, strides, pad_mode):
         plans.append(_axis_plan(x.shape[axis], filt_size, stride, pad_mode))
     rows, cols = plans
     taps = (rows.taps, cols.taps)
+    size = x.shape[1:3]
 
-    def blur(x):
+    def blur(x, add_border):
         y = _depthwise(x, taps, strides, None, transpose=False)
-        return _add_border(y, x, rows, cols, transpose=False)
+        terms = _border_terms(x, rows, cols, y.shape[1:3], transpose=False)
+        return add_border(y, terms) if terms else y
+
+    if not _keras_compat.tf_may_update_in_place():
+        # Inference, export or XLA: portable ops, differentiated by TensorFlow.
+        return blur(x, _add_gathered)
 
     def blur_adjoint(upstream):
         dx = _depthwise(upstream, taps, strides, size, transpose=True)
-        return _add_border(
-            dx, upstream, _transposed(rows), _transposed(cols), transpose=True
+        terms = _border_terms(
+            upstream, _transposed(rows), _transposed(cols), size, transpose=True
         )
+        return _add_in_place(dx, terms) if terms else dx
 
-    size = x.shape[1:3]
-    return _linear(blur, blur_adjoint)(x)
+    return _linear(functools.partial(blur, add_border=_add_in_place), blur_adjoint)(x)

@@ -158,3 +158,22 @@ def multiworker_fit(model):
             object.__delattr__(model, "_maybe_symbolic_build")
         else:
             object.__setattr__(model, "_maybe_symbolic_build", overridden)
+
+
+def tf_may_update_in_place():
+    """Whether TensorFlow code being run or traced now may use ops that only
+    TensorFlow's own runtime executes (`tf.raw_ops.InplaceAdd`): a gradient tape
+    records, as in a training step (Keras' `export` formats and its inference
+    functions are traced without one, so their graphs never hold such ops), and no
+    enclosing `tf.function` compiles with XLA (`jit_compile=True`, which Keras also
+    turns on for TensorFlow on a GPU), which rejects them.
+
+    TensorFlow has no public test for either: both read private TensorFlow modules.
+    """
+    from tensorflow.python.eager import record
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import control_flow_util
+
+    if not record.could_possibly_record():
+        return False
+    return not control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())

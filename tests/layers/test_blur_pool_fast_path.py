@@ -183,3 +183,25 @@ def test_circular_blur_of_maps_smaller_than_the_filter(filt_size):
             )
             np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(grad, grad_expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pad_mode", PAD_MODES)
+def test_graph_traced_without_a_tape_is_differentiated_by_tensorflow(pad_mode):
+    # Inference and export graphs use the portable border update; called under a
+    # tape later, TensorFlow differentiates their ops: the same gradient.
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 9, 8, 3)).astype("float32")
+    args = (4, (2, 2), pad_mode, "channels_last")
+    inference = tf.function(lambda v: si_ops.blur_pool2d(v, *args))
+    inference.get_concrete_function(tf.TensorSpec(x.shape))
+    expected = reference.blur_pool(x, *args[:3])
+    upstream = rng.standard_normal(expected.shape).astype("float32")
+    y, grad = _value_and_gradient(inference, x, upstream)
+    assert inference.experimental_get_tracing_count() == 1
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        grad,
+        _reference_gradient(x, *args[:3], upstream),
+        rtol=1e-5,
+        atol=1e-5,
+    )
