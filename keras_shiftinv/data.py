@@ -261,6 +261,39 @@ def pipeline(
     return ds.prefetch(_AUTOTUNE)
 
 
+def relabel(ds, info, class_names, model="the model"):
+    """`ds` (from `load`) with labels that index `class_names`, the classes a
+    model was trained on, in its output order.
+
+    The same names in the same order leave `ds` as it is; a subset of them (an
+    image folder with fewer classes) is mapped by name.
+
+    Raises:
+        ValueError: the data has classes that are not in `class_names`, named.
+    """
+    names = tuple(info.class_names)
+    class_names = tuple(class_names)
+    if names == class_names:
+        return ds
+    unknown = [name for name in names if name not in class_names]
+    if unknown:
+        raise ValueError(
+            f"The classes of {info.name!r} are not those {model} was trained on: "
+            f"{_quoted(unknown)} unknown to it (its classes: "
+            f"{_quoted(class_names)}; the data's: {_quoted(names)}). Use data "
+            "whose class names (class sub-folders) are those of training."
+        )
+    table = tf.constant([class_names.index(name) for name in names], tf.int64)
+    return ds.map(
+        lambda image, label: (image, tf.gather(table, label)),
+        num_parallel_calls=_AUTOTUNE,
+    )
+
+
+def _quoted(names):
+    return ", ".join(repr(name) for name in names)
+
+
 def ensure_fashion_mnist(data_dir=None, install=False):
     """Returns the folder of the Fashion-MNIST IDX files, installing them if asked.
 

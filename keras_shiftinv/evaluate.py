@@ -248,6 +248,19 @@ def _fit_to_model(info, model, image_size, source):
     )
 
 
+def _labelled(ds, info, source, model):
+    """`ds` with the labels of the classes `model` was trained on, when its run
+    folder's config.json names them (`keras_shiftinv.data.relabel`)."""
+    if isinstance(source, keras.Model):
+        return ds
+    class_names = input_fit.recorded_class_names(source)
+    if class_names is None:
+        return ds
+    return data_lib.relabel(
+        ds, info, class_names, model=f"the model {os.fspath(source)!r}"
+    )
+
+
 def _with_probabilities(model):
     """`model`, or `model` followed by a softmax when its output is logits."""
     if outputs_probabilities(model) is False:
@@ -471,7 +484,8 @@ def evaluate(
     Raises:
         ValueError: a bad argument, an `out_dir` that cannot be written (checked
             before any work), a file that is not a Keras model, data missing or
-            not fitting a model.
+            not fitting a model, classes that are not those the model's run
+            folder records (a subset of them is labelled by name).
     """
     if not models:
         raise ValueError("evaluate needs at least one model.")
@@ -484,9 +498,10 @@ def evaluate(
     detail_images = min(standardize_int(detail_images, "detail_images"), images)
     ds, info = data_lib.load(dataset, split, data_dir=data_dir)
     loaded = [m if isinstance(m, keras.Model) else load_model(m) for m in models]
-    fits = []
+    fits, labelled = [], []
     for source, model in zip(models, loaded, strict=True):
         fits.append(_fit_to_model(info, model, image_size, source))
+        labelled.append(_labelled(ds, info, source, model))
         classes = model.outputs[0].shape[-1]
         if classes is not None and classes < info.num_classes:
             raise ValueError(
@@ -505,15 +520,15 @@ def evaluate(
         "seed": seed,
         "models": [],
     }
-    for name, source, model, fit in zip(
-        _names(models), models, loaded, fits, strict=True
+    for name, source, model, fit, model_ds in zip(
+        _names(models), models, loaded, fits, labelled, strict=True
     ):
         if verbose:
             print(f"Evaluating {name}")
 
-        def batches(count, fit=fit):
+        def batches(count, fit=fit, model_ds=model_ds):
             return data_lib.pipeline(
-                ds.take(count), batch_size, training=False, **fit
+                model_ds.take(count), batch_size, training=False, **fit
             ).cache()
 
         entry = {

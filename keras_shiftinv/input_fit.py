@@ -105,16 +105,31 @@ def record(image_shape, options):
     }
 
 
-def recorded(model_path):
-    """The `(image_shape, options)` a run folder's config.json records for the
-    model saved in it at `model_path`, or None (another file, an older run)."""
+def _run_config(model_path):
+    """The config.json of the run folder holding `model_path`, or None."""
     path = os.path.join(os.path.dirname(os.fspath(model_path)), CONFIG_FILE)
     try:
         with open(path) as f:
-            entry = json.load(f).get("input_fit")
-    except (OSError, ValueError, AttributeError):
+            config = json.load(f)
+    except (OSError, ValueError):
         return None
+    return config if isinstance(config, dict) else None
+
+
+def recorded(model_path):
+    """The `(image_shape, options)` a run folder's config.json records for the
+    model saved in it at `model_path`, or None (another file, an older run)."""
+    entry = (_run_config(model_path) or {}).get("input_fit")
     if not isinstance(entry, dict) or "image_shape" not in entry:
         return None
     options = {k: tuple(v) for k, v in entry.items() if k in ("pad_to", "image_size")}
     return tuple(entry["image_shape"]), options
+
+
+def recorded_class_names(model_path):
+    """The class names, in output order, a run folder's config.json records for
+    the model saved in it at `model_path`, or None (another file, none recorded)."""
+    names = (_run_config(model_path) or {}).get("class_names")
+    if not isinstance(names, list) or not names:
+        return None
+    return tuple(str(name) for name in names)

@@ -292,3 +292,81 @@ def test_measure_loss_and_protocols():
     assert circular["consistency"] == crop["consistency_circular"]
     with pytest.raises(ValueError, match="names.*'accuracies'"):
         evaluate.measure(model, data, names=("accuracies",))
+
+
+# A run's classes and the grey level of their images: the model of
+# `brightness_run` tells them apart by mean brightness alone, so it is right on
+# every image, shifted or not.
+BRIGHTNESS = {"a_dark": 25, "b_mid": 128, "c_bright": 230}
+
+
+def brightness_run(folder, size=8):
+    """A run folder as `train` leaves it (best.keras, config.json with the class
+    names) whose model classifies images by their mean brightness m in [0, 1]:
+    logit_k = 2 c_k m - c_k^2 = -(m - c_k)^2 + m^2, nearest centre c_k wins."""
+    centres = np.array([v / 255 for v in BRIGHTNESS.values()])
+    inputs = keras.Input((size, size, 1))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(len(centres), activation="softmax")
+    outputs = dense(x)
+    dense.set_weights([2 * centres[None].astype("float32"), -(centres**2)])
+    model = keras.Model(inputs, outputs, name="brightness")
+    folder.mkdir(parents=True)
+    model.save(folder / "best.keras")
+    config = {
+        "class_names": list(BRIGHTNESS),
+        "input_fit": {"image_shape": [size, size, 1]},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder / "best.keras"
+
+
+def brightness_folder(root, classes, size=8, per_class=3):
+    """`root/test/<class>/*.png` with the grey level of each class (+ noise)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / "test" / name).mkdir(parents=True)
+        for i in range(per_class):
+            level = BRIGHTNESS.get(name, 128)
+            image = level + rng.integers(-10, 11, (size, size))
+            Image.fromarray(image.astype(np.uint8)).save(
+                root / "test" / name / f"{i}.png"
+            )
+    return root
+
+
+def evaluate_folder(model_path, data_dir, out):
+    from keras_shiftinv.evaluate import evaluate
+
+    return evaluate(
+        [model_path],
+        dataset="folder",
+        data_dir=str(data_dir),
+        split="test",
+        out_dir=str(out),
+        max_shift=1,
+        images=16,
+        detail_images=2,
+        verbose=0,
+    )["models"][0]
+
+
+def test_folder_classes_are_matched_by_name(tmp_path):
+    """Evaluated against a run, a folder's labels are the run's classes: the same
+    classes score as in training, a subset of them is mapped by name (labels by
+    sorted folder index would put c_bright at b_mid's index: accuracy 0.5), and a
+    class the model does not know is refused, named."""
+    model_path = brightness_run(tmp_path / "run")
+    whole = brightness_folder(tmp_path / "whole", BRIGHTNESS)
+    assert evaluate_folder(model_path, whole, tmp_path / "r1")["accuracy"] == 1.0
+    subset = brightness_folder(tmp_path / "subset", ["a_dark", "c_bright"])
+    entry = evaluate_folder(model_path, subset, tmp_path / "r2")
+    assert entry["accuracy"] == 1.0 and entry["shifted_accuracy"] == 1.0
+    other = brightness_folder(tmp_path / "other", ["a_dark", "d_grey"])
+    with pytest.raises(ValueError, match="'d_grey' unknown to it") as error:
+        evaluate_folder(model_path, other, tmp_path / "r3")
+    assert "'a_dark', 'b_mid', 'c_bright'" in str(error.value)
+    assert not (tmp_path / "r3").exists()
