@@ -3,6 +3,7 @@ or recompute its report from the committed per-run files.
 
     python benchmarks/evidence.py run --jobs 2 --commit   # trains what is missing
     python benchmarks/evidence.py report                  # tables, plot, BENCHMARKS.md
+    python benchmarks/evidence.py sweep --commit          # issue 22's validation sweep
 
 `run` is resumable: a run with a record is skipped, and a training folder
 (benchmarks/results/evidence/train/, not committed) continues where it stopped.
@@ -25,14 +26,22 @@ if HERE not in sys.path:
 import markdown_sections  # noqa: E402
 from reproduction import evidence, evidence_report, plan  # noqa: E402
 
-OUT = os.path.join(ROOT, "benchmarks", "results", "evidence")
-SECTION = "evidence-results"
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+# The folder and BENCHMARKS.md section of each command's results.
+OUT = {
+    "run": os.path.join(RESULTS, "evidence"),
+    "report": os.path.join(RESULTS, "evidence"),
+    "sweep": os.path.join(RESULTS, "evidence-sweep"),
+}
+SECTION = {"report": "evidence-results", "sweep": "evidence-sweep"}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("run", "report"))
-    parser.add_argument("--out", default=OUT, help="results folder")
+    parser.add_argument("command", choices=tuple(OUT))
+    parser.add_argument(
+        "--out", help="results folder (default benchmarks/results/evidence[-sweep])"
+    )
     parser.add_argument(
         "--variants", nargs="+", help="only these variants (default: all planned)"
     )
@@ -58,9 +67,10 @@ def parse_args(argv=None):
 
 
 def selected_runs(args):
+    runs = evidence.SWEEP if args.command == "sweep" else evidence.RUNS
     return [
         (variant, augment, seed)
-        for variant, augment, seed in evidence.planned_runs()
+        for variant, augment, seed in evidence.planned_runs(runs)
         if (args.variants is None or variant in args.variants)
         and (args.augment is None or augment in args.augment)
         and (args.seeds is None or seed in args.seeds)
@@ -90,30 +100,53 @@ def report(out_dir, benchmarks):
     if benchmarks:
         relative = os.path.relpath(image, os.path.dirname(os.path.abspath(benchmarks)))
         body, _ = evidence_report.report_markdown(out_dir, relative)
-        markdown_sections.write_section(benchmarks, SECTION, body)
+        markdown_sections.write_section(benchmarks, SECTION["report"], body)
+    return body
+
+
+def sweep_report(out_dir, benchmarks):
+    """Writes the sweep's table and choice to report.md in `out_dir` and to its
+    BENCHMARKS.md section."""
+    body = evidence_report.sweep_markdown(out_dir)
+    with open(os.path.join(out_dir, "report.md"), "w") as f:
+        f.write(body)
+    if benchmarks:
+        markdown_sections.write_section(benchmarks, SECTION["sweep"], body)
     return body
 
 
 def main(argv=None):
     args = parse_args(argv)
+    args.out = args.out or OUT[args.command]
     os.makedirs(args.out, exist_ok=True)
+    benchmarks = args.benchmarks or None
     if args.command == "report":
-        print(report(args.out, args.benchmarks or None))
+        print(report(args.out, benchmarks))
         return
     runs = selected_runs(args)
+    split = "validation" if args.command == "sweep" else "test"
     if args.claims:
         import tensorflow as tf
 
         threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-        evidence.run_all(args.out, runs, args.claims, args.data_dir, args.verbose)
+        evidence.run_all(
+            args.out, runs, split, args.claims, args.data_dir, args.verbose
+        )
         return
     left = [r for r in runs if evidence.run_name(*r) not in evidence.finished(args.out)]
     print(f"{len(runs) - len(left)} of {len(runs)} runs done; {len(left)} to go")
     jobs = min(args.jobs, len(left))
-    if jobs == 0:
-        return
+    if jobs:
+        run_processes(args, argv, jobs)
+    if args.command == "sweep":
+        print(sweep_report(args.out, benchmarks))
+
+
+def run_processes(args, argv, jobs):
+    """Trains the selected runs in `jobs` processes, committing each finished run
+    with `--commit`."""
 
     def on_record(name):
         print(f"finished: {name}", flush=True)

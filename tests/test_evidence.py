@@ -203,3 +203,42 @@ def test_predictions_are_the_models_classes_under_the_fixed_shifts():
         "none",
         2,
     )
+
+
+def test_sweep_chooses_the_most_consistent_weight_that_keeps_accuracy():
+    candidates = evidence.SWEEP_CANDIDATES
+    numbers = {
+        "blur4": {"circular": 0.98, "accuracy": 0.910},
+        candidates[0]: {"circular": 0.975, "accuracy": 0.912},
+        candidates[1]: {"circular": 0.985, "accuracy": 0.908},
+        # The most consistent, but 0.5 points below blur4's accuracy.
+        candidates[2]: {"circular": 0.995, "accuracy": 0.905},
+    }
+    assert evidence.choose(numbers) == candidates[1]
+    numbers[candidates[1]]["accuracy"] = 0.9
+    numbers[candidates[0]]["accuracy"] = 0.9
+    assert evidence.choose(numbers) is None
+
+
+def test_sweep_report_from_the_files(tmp_path):
+    out = str(tmp_path)
+    rates = (("blur4", 0.1), ("group-dense-lowpass", 0.2))
+    rates += tuple(zip(evidence.SWEEP_CANDIDATES, (0.15, 0.01, 0.05), strict=True))
+    # The same generator state for every run: the same labels and unshifted
+    # classes (equal accuracies), so the most consistent candidate is chosen.
+    made = {
+        v: _fake_run(out, v, "shift", 100, np.random.default_rng(5), r)
+        for v, r in rates
+    }
+    body = script.sweep_report(out, None)
+    numbers = {
+        v: {
+            "circular": _consistency(a),
+            "accuracy": float(np.mean(a["classes"] == a["labels"])),
+        }
+        for v, a in made.items()
+    }
+    assert evidence.choose(numbers) == evidence.SWEEP_CANDIDATES[1]
+    assert f"Chosen: **{evidence.SWEEP_CANDIDATES[1]}**" in body
+    for variant, arrays in made.items():
+        assert f"| {variant} | {100 * _consistency(arrays):.2f} |" in body

@@ -40,6 +40,17 @@ VARIANTS = {
         "placement": "dense",
         "module_initializer": "lowpass",
     },
+    # The low-pass start kept low-pass by a penalty on the high-frequency share of
+    # its stride-2 filters (issue 22), at the weights of its validation sweep.
+    **{
+        f"group-dense-lowpass-penalty{weight:g}": {
+            "variant": "group",
+            "placement": "dense",
+            "module_initializer": "lowpass",
+            "module_lowpass_penalty": weight,
+        }
+        for weight in (0.1, 1.0, 10.0)
+    },
     "conv3d-lowpass": {"variant": "conv3d", "module_initializer": "lowpass"},
     "conv3d-dense": {"variant": "conv3d", "placement": "dense"},
     "conv3d-dense-lowpass": {
@@ -52,8 +63,10 @@ VARIANTS = {
     "group-aps": {"variant": "group", "polyphase_order": "aps"},
     "conv3d-aps": {"variant": "conv3d", "polyphase_order": "aps"},
 }
-# Made only by the decisive mode (and the VGG13 check of "group-dense").
+# Made only by the decisive mode (and the VGG13 check of "group-dense") and the
+# evidence protocol (benchmarks/evidence.py).
 DECISIVE_ONLY = (
+    *(v for v in VARIANTS if "penalty" in v),
     "blur4",
     "group-lowpass",
     "group-dense",
