@@ -73,6 +73,19 @@ def standardize_number(value, name, low, high=math.inf, closed=False):
     return value
 
 
+def standardize_weight(value, name):
+    """A finite number >= 0 (the weight of a loss term), as a float."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < math.inf
+    ):
+        raise ValueError(
+            f"`{name}` must be a finite number >= 0. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
 def standardize_pair(value, name, minimum=1):
     """An int or a pair of ints, each >= `minimum`, as a tuple of two ints."""
     pair = (value, value) if is_int(value) else value
