@@ -35,8 +35,8 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{action.help} (default: %(default)s)"
 
 
-def _train_option(group, flag, help, **kwargs):
-    name = flag.lstrip("-").replace("-", "_")
+def _train_option(group, flag, help, name=None, **kwargs):
+    name = name or flag.lstrip("-").replace("-", "_")
     default = train_defaults()[name]
     group.add_argument(flag, dest=name, default=default, help=help, **kwargs)
 
@@ -79,6 +79,14 @@ def add_train_parser(parser):
         "--module-initializer",
         "group/conv3d modules start as BlurPool2D(filt-size) with 'lowpass'",
         choices=[c for c in validation.MODULE_INITIALIZERS if c],
+    )
+    _train_option(
+        model,
+        "--lowpass-penalty",
+        "group/conv3d modules add this weight times the high-frequency share of "
+        "their effective filters to the training loss",
+        name="module_lowpass_penalty",
+        type=float,
     )
 
     data = parser.add_argument_group("data")

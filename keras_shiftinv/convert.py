@@ -24,15 +24,18 @@ from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.validation import (
     CONV_PAD_MODES,
     MODULE_INITIALIZERS,
+    MODULE_VARIANTS,
     PAD_MODES,
     PLACEMENTS,
     POLYPHASE_ORDERS,
     channel_axis,
+    check_module_options,
     renamed_argument,
     spatial_axes,
     standardize_choice,
     standardize_filt_size,
     standardize_int,
+    standardize_weight,
 )
 
 ANTIALIAS_VARIANTS = ("blur", "aps", "group", "conv3d")
@@ -94,6 +97,7 @@ def antialias(
     placement="replace",
     module_initializer=None,
     max_pool_size=None,
+    module_lowpass_penalty=0.0,
     *,
     method=None,
 ):
@@ -157,7 +161,9 @@ def antialias(
       `module_initializer="lowpass"` starts every module as
       `BlurPool2D(filt_size)` (see `keras_shiftinv.initializers.LowPass`), so
       with `placement="dense"` the converted model starts out computing what
-      `variant="blur"` computes.
+      `variant="blur"` computes. `module_lowpass_penalty=w` gives every module
+      `lowpass_penalty=w`: while training it adds `w` times the high-frequency
+      share of its effective filters to the loss.
 
     Unsupported: strided layers of any other kind (`Conv1D`, `Conv3D`, 1D/3D
     pooling, strided `Conv2DTranspose`, custom layers with `strides`), and strided
@@ -188,6 +194,9 @@ def antialias(
         max_pool_size: with "blur", the max window of the `MaxBlurPool2D` that
             replaces each strided `MaxPooling2D`, on its unpadded input (None:
             the pool's own window and input).
+        module_lowpass_penalty: the `lowpass_penalty` of every
+            `ShiftInvariantDown`, a float >= 0 (0: none), for "group" and
+            "conv3d".
         method: deprecated name of `variant` (a `DeprecationWarning`).
 
     Returns:
@@ -212,19 +221,22 @@ def antialias(
         raise ValueError(f"antialias() takes a keras.Model. Received: model={model!r}")
     variant = renamed_argument("method", method, "variant", variant, "blur")
     variant = standardize_choice(variant, "variant", ANTIALIAS_VARIANTS)
-    blurs = variant in ("blur", "aps")
+    blurs = variant not in MODULE_VARIANTS
     if pad_mode is None:
         pad_mode = "reflect" if blurs else "zero"
     placement = standardize_choice(placement, "placement", PLACEMENTS)
     module_initializer = standardize_choice(
         module_initializer, "module_initializer", MODULE_INITIALIZERS
     )
-    if blurs and (placement != "replace" or module_initializer is not None):
-        raise ValueError(
-            "`placement` and `module_initializer` apply to the variants 'group' and "
-            f"'conv3d'. Received: variant={variant!r}, placement={placement!r}, "
-            f"module_initializer={module_initializer!r}"
-        )
+    module_lowpass_penalty = standardize_weight(
+        module_lowpass_penalty, "module_lowpass_penalty"
+    )
+    check_module_options(
+        variant,
+        placement=(placement, "replace"),
+        module_initializer=(module_initializer, None),
+        module_lowpass_penalty=(module_lowpass_penalty, 0.0),
+    )
     if placement == "dense" and polyphase_order == "aps":
         raise ValueError(
             "`placement='dense'` needs polyphase_order='fixed': a block and its "
@@ -235,6 +247,7 @@ def antialias(
         variant=variant,
         placement=placement,
         module_initializer=module_initializer,
+        module_lowpass_penalty=module_lowpass_penalty,
         filt_size=standardize_filt_size(filt_size),
         pad_mode=standardize_choice(
             pad_mode, "pad_mode", PAD_MODES if blurs else CONV_PAD_MODES
@@ -412,6 +425,7 @@ class _Converter:
         variant,
         placement,
         module_initializer,
+        module_lowpass_penalty,
         filt_size,
         pad_mode,
         polyphase_order,
@@ -424,6 +438,7 @@ class _Converter:
         self.variant = variant
         self.placement = placement
         self.module_initializer = module_initializer
+        self.module_lowpass_penalty = module_lowpass_penalty
         self.filt_size = filt_size
         self.pad_mode = pad_mode
         self.polyphase_order = polyphase_order
@@ -641,7 +656,7 @@ class _Converter:
 
     def _replacement(self, layer, strides):
         dtype = layer.dtype_policy
-        if self.variant in ("group", "conv3d") and self.placement == "replace":
+        if self.variant in MODULE_VARIANTS and self.placement == "replace":
             return self._shift_invariant_down(layer, strides)
         resized = self.max_pool_size is not None
         if (
@@ -704,6 +719,7 @@ class _Converter:
                 use_bias=use_bias,
                 kernel_initializer=self._module_initializer(kernel_size),
                 kernel_regularizer=regularizer,
+                lowpass_penalty=self.module_lowpass_penalty,
                 data_format=layer.data_format,
                 name=layer.name,
                 dtype=layer.dtype_policy,
@@ -781,7 +797,7 @@ class _Converter:
                 )
             ]
             y = _call_new(new[0], source, x)
-        elif self.variant in ("group", "conv3d"):
+        elif self.variant in MODULE_VARIANTS:
             new = [
                 self._subsampler(
                     source,
@@ -793,6 +809,7 @@ class _Converter:
                     strides=strides,
                     pad_mode=self.pad_mode,
                     kernel_initializer=self._module_initializer(3),
+                    lowpass_penalty=self.module_lowpass_penalty,
                 )
             ]
             y = _call_new(new[0], source, x)

@@ -8,18 +8,20 @@ linear filter is the fraction of its energy outside that band,
     1 - (integral over |wy|, |wx| < pi/2 of |H(wy, wx)|^2) / (integral over all
         of |H|^2)
 
-computed exactly from the filter's autocorrelation (no frequency grid). For a
-layer with several input and output channels, the energies of all its
-(input, output) filters are added. Reference values: 0.75 for a single tap (plain
-subsampling: white), 0.145 for `BlurPool2D(3)`, 0.065 for `BlurPool2D(4)`, 0.030
-for 5 taps; a random white kernel is near 0.75.
+computed exactly from the filter's taps (a quadratic form: no frequency grid) by
+`keras_shiftinv.ops.high_frequency_share`, the function `ShiftInvariantDown`'s
+`lowpass_penalty` trains with. For a layer with several input and output
+channels, the energies of all its (input, output) filters are added. Reference
+values: 0.75 for a single tap (plain subsampling: white), 0.145 for
+`BlurPool2D(3)`, 0.065 for `BlurPool2D(4)`, 0.030 for 5 taps; a random white
+kernel is near 0.75.
 
 The **effective stride-2 filter** of a layer is what multiplies the image before
 the subsampling: the kernel of a strided Conv2D / DepthwiseConv2D; the binomial
 filter of BlurPool2D, MaxBlurPool2D (after its dense max) and PolyphaseDown2D; the
 box of a strided average pool; for `ShiftInvariantDown` the image kernel that its
-grouped or 3D convolution and 1x1 convolution make together (see
-`keras_shiftinv.ops.shift_invariant_down`). A strided max pool is not linear: it has
+grouped or 3D convolution and 1x1 convolution make together
+(`ShiftInvariantDown.effective_kernel`). A strided max pool is not linear: it has
 none (`None`).
 
 The **weight change** of a layer is `||w - w0|| / ||w0||` over all its trainable
@@ -33,21 +35,16 @@ import numpy as np
 from keras_shiftinv import filters
 from keras_shiftinv import layers as si_layers
 from keras_shiftinv import ops as si_ops
-from keras_shiftinv.validation import channel_axis
 
 # BlurPool2D(4)'s share, the reference of Zhang's anti-aliasing.
 REFERENCE_FILT_SIZE = 4
 
 
-def _band_weights(lags):
-    """(1 / 2 pi) * integral over |w| < pi/2 of exp(-i w k), for k in `lags`."""
-    lags = np.asarray(lags, "float64")
-    safe = np.where(lags == 0, 1.0, lags)
-    return np.where(lags == 0, 0.5, np.sin(np.pi * safe / 2) / (np.pi * safe))
-
-
 def high_frequency_share(kernel):
     """The energy share of `kernel` outside `|wy|, |wx| < pi/2` (module docstring).
+
+    `keras_shiftinv.ops.high_frequency_share` in float64 (float32 on JAX without
+    x64), as a Python float.
 
     Args:
         kernel: array `(kh, kw)` or `(kh, kw, ...)`: the trailing axes index
@@ -57,24 +54,7 @@ def high_frequency_share(kernel):
         A float in [0, 1]; 0 for an all-zero kernel.
     """
     kernel = np.asarray(kernel, "float64")
-    if kernel.ndim < 2:
-        raise ValueError(
-            f"`kernel` must have at least 2 axes (kh, kw). Received: shape "
-            f"{kernel.shape}"
-        )
-    kh, kw = kernel.shape[:2]
-    kernel = kernel.reshape(kh, kw, -1)
-    # The autocorrelation summed over the filters, at lags -(k-1)..(k-1).
-    size = (2 * kh - 1, 2 * kw - 1)
-    power = np.sum(np.abs(np.fft.fft2(kernel, size, axes=(0, 1))) ** 2, axis=-1)
-    autocorrelation = np.fft.fftshift(np.real(np.fft.ifft2(power)))
-    total = autocorrelation[kh - 1, kw - 1]
-    if total <= 0:
-        return 0.0
-    rows = _band_weights(np.arange(-(kh - 1), kh))
-    cols = _band_weights(np.arange(-(kw - 1), kw))
-    low = float(rows @ autocorrelation @ cols)
-    return float(min(max(1.0 - low / total, 0.0), 1.0))
+    return float(keras.ops.convert_to_numpy(si_ops.high_frequency_share(kernel)))
 
 
 def _binomial_2d(filt_size):
@@ -105,11 +85,7 @@ def effective_filter(layer):
     if strides is None or strides == (1, 1):
         return None
     if isinstance(layer, si_layers.ShiftInvariantDown):
-        channels = layer.input.shape[channel_axis(layer.data_format)]
-        kernel = si_ops._folded_kernel(
-            layer.kernel, layer.pointwise_kernel, layer.branch, layer.strides, channels
-        )
-        return "learned", keras.ops.convert_to_numpy(kernel)
+        return "learned", keras.ops.convert_to_numpy(layer.effective_kernel())
     if isinstance(layer, si_layers.BlurPool2D | si_layers.MaxBlurPool2D):
         return "blur", _binomial_2d(layer.filt_size)
     if isinstance(layer, si_layers.PolyphaseDown2D):

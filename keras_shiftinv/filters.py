@@ -24,6 +24,15 @@ def binomial_filter(filt_size):
     return row / row.sum()
 
 
+def passband_matrix(size):
+    """(size, size) float64 matrix `M[i, j] = (1 / 2 pi) * integral over |w| < pi/2
+    of exp(-i w (i - j))`: for a 1D filter `h` of `size` taps, `h @ M @ h` is its
+    energy in `|w| < pi/2` (and `h @ h` its total energy, by Parseval)."""
+    lags = np.subtract.outer(np.arange(size), np.arange(size)).astype("float64")
+    safe = np.where(lags == 0, 1.0, lags)
+    return np.where(lags == 0, 0.5, np.sin(np.pi * safe / 2) / (np.pi * safe))
+
+
 def blur_padding(filt_size):
     """(before, after) padding of a `filt_size`-tap blur: (k-1)//2, ceil((k-1)/2)."""
     return (filt_size - 1) // 2, filt_size // 2

@@ -18,7 +18,9 @@ class LowPass(keras.initializers.Initializer):
     initialisation what `BlurPool2D(filt_size)` computes (with the module's
     `pad_mode`), followed by a 1x1 convolution: the identity when `filters`
     equals the input channels, otherwise a 1x1 kernel drawn like Keras' default
-    (Glorot uniform). Training starts from Zhang's fixed anti-aliasing filter and
+    (Glorot uniform); exactly, except for branch "conv3d" with fewer than twice
+    as many filters as input channels, which starts from the closest filter its
+    form allows (below). Training starts from Zhang's fixed anti-aliasing filter and
     learns the aggregation from there, instead of from random kernels that are
     mostly high-pass.
 
@@ -29,15 +31,22 @@ class LowPass(keras.initializers.Initializer):
     the module is exactly `BlurPool2D` then the 1x1 convolution.
 
     Branch "conv3d": its depth-3 kernel slides over the 4 components, so each
-    filter's two outputs hold components (0, 1, 2) and (1, 2, 3), and the 1x1
-    convolution adds them. A filter's effective kernel on the components is
-    then `(P, Q + P, R + Q, R)` for its three depth slices `P, Q, R`: the
-    binomial filter (components `(B0, B1, B2, B3)`) fits only when
-    `B0 - B1 + B2 - B3 = 0` at every tap, which holds for 2 taps but not for 3
-    or more. The module starts from the least-squares closest filter of that
-    form (the "high-frequency share" of `keras_shiftinv.diagnostics` is 0.065 for
-    the 4-tap binomial, 0.139 for its closest conv3d filter, 0.145 for a 3-tap
-    binomial).
+    filter's two outputs hold components (0, 1, 2) and (1, 2, 3).
+    - With `filters >= 2 *` the input channels (every stage transition of the
+      zoo's "replace" placement) the module is exactly `BlurPool2D` then the
+      1x1 convolution: two filters per input channel, one whose depth-0 output
+      holds the binomial's components `(B0, B1, B2)` and one whose depth-1
+      output holds `B3`, and the 1x1 kernel reads those two outputs (filters
+      beyond `2 *` the channels start with 1x1 rows of 0).
+    - With fewer filters, each filter's two outputs are added by the 1x1
+      convolution (the identity, or a Glorot draw, per filter). A filter's
+      effective kernel on the components is then `(P, Q + P, R + Q, R)` for
+      its three depth slices `P, Q, R`: the binomial filter fits only when
+      `B0 - B1 + B2 - B3 = 0` at every tap, which holds for 2 taps but not for
+      3 or more. The module starts from the least-squares closest filter of
+      that form (the "high-frequency share" of `keras_shiftinv.diagnostics` is
+      0.065 for the 4-tap binomial, 0.139 for its closest conv3d filter, 0.145
+      for a 3-tap binomial).
 
     Args:
         filt_size: taps of the binomial filter, an integer >= 1. The module's
@@ -101,6 +110,10 @@ class LowPass(keras.initializers.Initializer):
             pointwise = np.zeros((channels, copies, filters))
             pointwise[:, 0] = mixing
             pointwise = pointwise.reshape(1, 1, channels * copies, filters)
+        elif filters >= 2 * channels:
+            kernel, pointwise = _conv3d_exact(
+                per_component.reshape(kh, kw, 4), mixing, channels, filters
+            )
         else:
             slices = _conv3d_slices(per_component.reshape(kh, kw, 4))
             kernel = np.einsum("aij,cf->aijcf", slices, mixing)
@@ -145,6 +158,33 @@ def _conv3d_slices(target):
     design = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], "float64")
     solution = np.linalg.pinv(design) @ target.reshape(-1, 4).T
     return solution.reshape(3, *target.shape[:2])
+
+
+def _conv3d_exact(target, mixing, channels, filters):
+    """Conv3D and 1x1 kernels that compute the per-component filter `target`
+    (kh, kw, 4) of every input channel, then `mixing` (channels, filters), exactly:
+    two Conv3D filters per channel `c`. Filter `c` holds components (0, 1, 2) in
+    its depth slices and the 1x1 kernel reads its depth-0 output (components
+    0..2); filter `channels + c` holds component 3 in its last slice and the 1x1
+    kernel reads its depth-1 output (components 1..3, of which only 3 is not 0).
+    Filters from `2 * channels` on get the closest filter's slices and 1x1 rows
+    of 0: they add nothing at the start, yet both their kernels train."""
+    kh, kw, _ = target.shape
+    kernel = np.zeros((3, kh, kw, channels, filters))
+    pointwise = np.zeros((filters, 2, filters))
+    for c in range(channels):
+        kernel[:, :, :, c, c] = np.moveaxis(target[..., :3], -1, 0)
+        kernel[2, :, :, c, channels + c] = target[..., 3]
+        pointwise[c, 0] = mixing[c]
+        pointwise[channels + c, 1] = mixing[c]
+    if filters > 2 * channels:
+        spare = keras.initializers.GlorotUniform()((channels, filters - 2 * channels))
+        kernel[..., 2 * channels :] = np.einsum(
+            "aij,cf->aijcf",
+            _conv3d_slices(target),
+            keras.ops.convert_to_numpy(spare),
+        )
+    return kernel, pointwise.reshape(1, 1, 2 * filters, filters)
 
 
 def get(identifier):

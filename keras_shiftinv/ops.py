@@ -550,3 +550,47 @@ def shift_invariant_down(
     if data_format == "channels_first":
         y = ops.transpose(y, (0, 3, 1, 2))
     return y
+
+
+def high_frequency_share(kernel, per_filter=False):
+    """The share of a filter's energy outside `|wy|, |wx| < pi/2`, differentiable.
+
+    What a subsampling by 2 folds back (see `keras_shiftinv.diagnostics`): `1 -`
+    the energy in the band over the total energy, computed exactly as a quadratic
+    form of the taps (Parseval; no frequency grid), in `kernel`'s float dtype.
+    The diagnostics and `ShiftInvariantDown`'s `lowpass_penalty` both use it.
+
+    Args:
+        kernel: tensor `(kh, kw)` or `(kh, kw, ...)`, a filter over its first two
+            axes; the trailing axes index filters whose energies are added.
+        per_filter: False: one share, all energies added. True: one share per
+            index of the last axis, the energies of the other trailing axes added
+            (per output channel of a conv kernel `(kh, kw, in, out)`).
+
+    Returns:
+        A scalar tensor in [0, 1] (a vector with `per_filter`); 0 for a filter
+        without energy.
+    """
+    kernel = ops.convert_to_tensor(kernel)
+    if len(kernel.shape) < (3 if per_filter else 2):
+        raise ValueError(
+            f"`kernel` must have at least {3 if per_filter else 2} axes (kh, kw"
+            f"{', ..., filters' if per_filter else ''}). Received: shape "
+            f"{tuple(kernel.shape)}"
+        )
+    if not keras.backend.is_float_dtype(kernel.dtype):
+        kernel = ops.cast(kernel, "float32")
+    kh, kw = kernel.shape[:2]
+    filters_axis = kernel.shape[-1] if per_filter else 1
+    kernel = ops.reshape(kernel, (kh, kw, -1, filters_axis))
+    rows = ops.convert_to_tensor(filters.passband_matrix(kh), kernel.dtype)
+    cols = ops.convert_to_tensor(filters.passband_matrix(kw), kernel.dtype)
+    passed = ops.einsum("ia,jb,abcf->ijcf", rows, cols, kernel)
+    low = ops.sum(kernel * passed, axis=(0, 1, 2))
+    total = ops.sum(ops.square(kernel), axis=(0, 1, 2))
+    # Safe division: a filter without energy has share 0 and a finite gradient.
+    has_energy = total > 0
+    share = ops.where(has_energy, 1 - low / ops.where(has_energy, total, 1), 0)
+    # The band's matrix has eigenvalues in [0, 1]: only rounding leaves [0, 1].
+    share = ops.clip(share, 0, 1)
+    return share if per_filter else share[0]

@@ -10,10 +10,12 @@ from keras_shiftinv.validation import (
     MODULE_INITIALIZERS,
     PLACEMENTS,
     POLYPHASE_ORDERS,
+    check_module_options,
     standardize_choice,
     standardize_filt_size,
     standardize_int,
     standardize_number,
+    standardize_weight,
 )
 
 STRATEGIES = ("auto", "mirrored", "multiworker", "default")
@@ -45,6 +47,10 @@ class TrainConfig:
         width_multiplier, filt_size, padding, polyphase_order, placement,
             module_initializer: passed to the model (`padding` as its `pad_mode`;
             the last two for the "group"/"conv3d" variants).
+        module_lowpass_penalty: passed to the model ("group"/"conv3d" only;
+            `train --lowpass-penalty`): every module adds this weight times the
+            high-frequency share of its effective filters to the training loss
+            (0: none).
         image_size: resize images to this size (needed when their sizes differ);
             28x28 images (Fashion-MNIST, MNIST) are zero-padded to 32x32 otherwise.
         mixed_precision: "float32", "mixed_float16" or "mixed_bfloat16".
@@ -86,6 +92,7 @@ class TrainConfig:
     polyphase_order: str = "fixed"
     placement: str = "replace"
     module_initializer: str | None = None
+    module_lowpass_penalty: float = 0.0
     image_size: int | None = None
     mixed_precision: str = "float32"
     seed: int = 0
@@ -115,15 +122,15 @@ class TrainConfig:
             "module_initializer",
             MODULE_INITIALIZERS,
         )
-        if self.variant not in ("group", "conv3d") and (
-            self.placement != "replace" or self.module_initializer is not None
-        ):
-            raise ValueError(
-                "`placement` and `module_initializer` apply to the variants 'group' "
-                f"and 'conv3d'. Received: variant={self.variant!r}, "
-                f"placement={self.placement!r}, "
-                f"module_initializer={self.module_initializer!r}"
-            )
+        self.module_lowpass_penalty = standardize_weight(
+            self.module_lowpass_penalty, "module_lowpass_penalty"
+        )
+        check_module_options(
+            self.variant,
+            placement=(self.placement, "replace"),
+            module_initializer=(self.module_initializer, None),
+            module_lowpass_penalty=(self.module_lowpass_penalty, 0.0),
+        )
         standardize_choice(self.optimizer, "optimizer", OPTIMIZERS)
         standardize_choice(self.schedule, "schedule", SCHEDULES)
         standardize_choice(self.augment, "augment", AUGMENTS)

@@ -42,6 +42,7 @@ from keras_shiftinv.distribute import (
 from keras_shiftinv.run_folder import BEST_WEIGHTS, INITIAL_WEIGHTS
 from keras_shiftinv.schedules import make_optimizer, make_schedule
 from keras_shiftinv.train_config import TrainConfig
+from keras_shiftinv.validation import MODULE_VARIANTS
 
 # Images up to this size get the CIFAR stem (3x3 stride-1 conv, no max pooling).
 SMALL_IMAGE_SIZE = 64
@@ -140,9 +141,10 @@ def build_model(config, input_shape, num_classes):
         "polyphase_order": config.polyphase_order,
     }
     # Only where they apply, so the other variants' options stay as they were.
-    if config.variant in ("group", "conv3d"):
+    if config.variant in MODULE_VARIANTS:
         options["placement"] = config.placement
         options["module_initializer"] = config.module_initializer
+        options["module_lowpass_penalty"] = config.module_lowpass_penalty
     if zoo.model_spec(config.model).has_stem:
         small = max(input_shape[:2]) <= SMALL_IMAGE_SIZE
         options["stem"] = "cifar" if small else "imagenet"

@@ -21,6 +21,8 @@ POLYPHASE_ORDERS = ("fixed", "aps")
 # Where ShiftInvariantDown goes, and how it starts (see zoo.blocks.Builder).
 PLACEMENTS = ("replace", "dense")
 MODULE_INITIALIZERS = (None, "lowpass")
+# The variants (zoo and antialias()) whose downsampling is ShiftInvariantDown.
+MODULE_VARIANTS = ("group", "conv3d")
 # The largest blur: up to 15 taps the k x k binomial kernel (products of binomial
 # coefficients over 4**(k - 1)) is exact in float32; from 16 on it rounds, and far
 # beyond, the coefficients overflow or take minutes to build.
@@ -71,6 +73,37 @@ def standardize_number(value, name, low, high=math.inf, closed=False):
             f"`{name}` must be a number in {bounds}. Received: {name}={value!r}"
         )
     return value
+
+
+def standardize_weight(value, name):
+    """A finite number >= 0 (the weight of a loss term), as a float."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < math.inf
+    ):
+        raise ValueError(
+            f"`{name}` must be a finite number >= 0. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_module_options(variant, **options):
+    """Raises unless `variant` downsamples with `ShiftInvariantDown` modules or
+    every option of the modules (name -> (value, default)) keeps its default."""
+    if variant in MODULE_VARIANTS:
+        return
+    changed = {
+        name: value for name, (value, default) in options.items() if value != default
+    }
+    if changed:
+        names = ", ".join(f"`{name}`" for name in options)
+        received = ", ".join(f"{name}={value!r}" for name, value in changed.items())
+        raise ValueError(
+            f"{names} apply to the variants "
+            f"{' and '.join(map(repr, MODULE_VARIANTS))} (ShiftInvariantDown "
+            f"modules). Received: variant={variant!r}, {received}"
+        )
 
 
 def standardize_pair(value, name, minimum=1):

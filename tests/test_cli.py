@@ -278,3 +278,37 @@ def test_converted_model_evaluates(tmp_path):
     )
     assert evaluation.returncode == 0, evaluation.stderr
     assert (tmp_path / "ev" / "report.json").exists()
+
+
+def _modules(model):
+    return [
+        m
+        for m in model.layers[-1].layers
+        if isinstance(m, keras_shiftinv.layers.ShiftInvariantDown)
+    ]
+
+
+def test_lowpass_penalty_from_the_command_line(capsys, tmp_path):
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--variant", "group", "--lowpass-penalty", "2"])
+    assert args.module_lowpass_penalty == 2.0
+    config = training.TrainConfig(
+        **{name: getattr(args, name) for name in cli.train_defaults()}
+    )
+    model = training.build_model(config, (32, 32, 1), 3)
+    assert _modules(model) and all(m.lowpass_penalty == 2.0 for m in _modules(model))
+    status = cli.main(["train", "--out", str(tmp_path), "--lowpass-penalty", "1"])
+    assert status == 2
+    assert "variant='blur', module_lowpass_penalty=1.0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_lowpass_penalty_run_records_it(tmp_path):
+    data_dir = write_image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    extra = ("--variant", "group", "--lowpass-penalty", "0.5")
+    assert cli.main(tiny_args(data_dir, out, 1, *extra)) == 0
+    with open(out / "config.json") as f:
+        assert json.load(f)["options"]["module_lowpass_penalty"] == 0.5
+    model = keras.saving.load_model(out / "final.keras")
+    assert _modules(model) and all(m.lowpass_penalty == 0.5 for m in _modules(model))

@@ -475,6 +475,27 @@ def test_dense_placement_bad_arguments():
         antialias(model, variant="aps", module_initializer="lowpass")
     with pytest.raises(ValueError, match="polyphase_order='fixed'"):
         antialias(model, variant="group", placement="dense", polyphase_order="aps")
+    with pytest.raises(ValueError, match="variant='aps', module_lowpass_penalty=1"):
+        antialias(model, variant="aps", module_lowpass_penalty=1)
+    with pytest.raises(ValueError, match="module_lowpass_penalty"):
+        antialias(model, variant="group", module_lowpass_penalty=-0.5)
+
+
+@pytest.mark.parametrize("placement", ["replace", "dense"])
+def test_lowpass_penalty_reaches_every_module(placement):
+    new = antialias(
+        _small_sequential(),
+        variant="conv3d",
+        placement=placement,
+        module_lowpass_penalty=0.3,
+    )
+    modules = [
+        m for m in _all_layers(new).values() if isinstance(m, ShiftInvariantDown)
+    ]
+    assert modules and all(m.lowpass_penalty == 0.3 for m in modules)
+    new(_random((2, 32, 32, 3)), training=True)
+    expected = sorted(0.3 * float(_numpy(m.high_frequency_share())) for m in modules)
+    assert sorted(float(_numpy(v)) for v in new.losses) == pytest.approx(expected)
 
 
 def test_compiled_model_stays_compiled():

@@ -13,11 +13,14 @@ from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.validation import (
     CONV_PAD_MODES,
     MODULE_INITIALIZERS,
+    MODULE_VARIANTS,
     PLACEMENTS,
     POLYPHASE_ORDERS,
+    check_module_options,
     standardize_choice,
     standardize_filt_size,
     standardize_int,
+    standardize_weight,
 )
 
 VARIANTS = ("baseline", "blur", "group", "conv3d", "aps")
@@ -98,7 +101,9 @@ class Builder:
     module and BN; the module (kernel_size=3), then the 1x1 conv at stride 1.
     `module_initializer="lowpass"` starts every module as `BlurPool2D(filt_size)`
     (a 1x1 module as the 2-tap blur, the largest it holds; see
-    `keras_shiftinv.initializers.LowPass`).
+    `keras_shiftinv.initializers.LowPass`). `module_lowpass_penalty=w` makes
+    every module add `w` times the high-frequency share of its effective filters
+    to the training loss (`ShiftInvariantDown`'s `lowpass_penalty`).
 
     With `pad_mode="circular"` every conv, pool and blur wraps around: a
     `CircularPadding2D` then a "valid" layer. With zero padding, the convs use
@@ -114,6 +119,8 @@ class Builder:
         placement: "replace" or "dense", where "group"/"conv3d" put the module.
         module_initializer: None (the module's default, "he_normal") or
             "lowpass".
+        module_lowpass_penalty: the `lowpass_penalty` of every module, a float
+            >= 0 (0: none).
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class Builder:
         polyphase_order="fixed",
         placement="replace",
         module_initializer=None,
+        module_lowpass_penalty=0.0,
     ):
         self.variant = standardize_choice(variant, "variant", VARIANTS)
         self.pad_mode = standardize_choice(pad_mode, "pad_mode", CONV_PAD_MODES)
@@ -135,18 +143,20 @@ class Builder:
         self.module_initializer = standardize_choice(
             module_initializer, "module_initializer", MODULE_INITIALIZERS
         )
-        modules = variant in ("group", "conv3d")
-        if polyphase_order == "aps" and not modules:
+        self.module_lowpass_penalty = standardize_weight(
+            module_lowpass_penalty, "module_lowpass_penalty"
+        )
+        if polyphase_order == "aps" and variant not in MODULE_VARIANTS:
             raise ValueError(
                 "`polyphase_order='aps'` applies to the variants 'group' and "
                 f"'conv3d'. Received: variant={variant!r}"
             )
-        if (placement != "replace" or module_initializer is not None) and not modules:
-            raise ValueError(
-                "`placement` and `module_initializer` apply to the variants 'group' "
-                f"and 'conv3d'. Received: variant={variant!r}, "
-                f"placement={placement!r}, module_initializer={module_initializer!r}"
-            )
+        check_module_options(
+            variant,
+            placement=(placement, "replace"),
+            module_initializer=(module_initializer, None),
+            module_lowpass_penalty=(self.module_lowpass_penalty, 0.0),
+        )
         if placement == "dense" and polyphase_order == "aps":
             # A dense block conv and its shortcut would see different maps, so
             # their modules could pick different components.
@@ -158,7 +168,7 @@ class Builder:
     @property
     def _replaces(self):
         """Whether a module takes the place of the strided layer itself."""
-        return self.variant in ("group", "conv3d") and self.placement == "replace"
+        return self.variant in MODULE_VARIANTS and self.placement == "replace"
 
     @property
     def adaptive(self):
@@ -313,7 +323,7 @@ class Builder:
         index or None)`."""
         if self.variant == "blur":
             return self._blur(x, 2, name), None
-        if self.variant in ("group", "conv3d"):
+        if self.variant in MODULE_VARIANTS:
             return self._shift_invariant_down(x, x.shape[-1], 3, name), None
         return si_layers.PolyphaseDown2D(
             2,
@@ -338,6 +348,7 @@ class Builder:
             pad_mode=self.pad_mode,
             use_bias=False,
             kernel_initializer=initializer,
+            lowpass_penalty=self.module_lowpass_penalty,
             data_format=DATA_FORMAT,
             name=name,
         )(x)
@@ -466,6 +477,7 @@ def make_builder(
     polyphase_order,
     placement,
     module_initializer,
+    module_lowpass_penalty=0.0,
     conv_bias=False,
     **keras_only,
 ):
@@ -478,6 +490,7 @@ def make_builder(
         "polyphase_order": (polyphase_order, "fixed"),
         "placement": (placement, "replace"),
         "module_initializer": (module_initializer, None),
+        "module_lowpass_penalty": (module_lowpass_penalty, 0.0),
     }
     if check_flavor(flavor, variant, **options, **keras_only) == "torchvision":
         return TorchvisionBuilder(variant, filt_size, conv_bias=conv_bias)

@@ -27,6 +27,7 @@ RESNET_OPTIONS = (
     "classifier_activation",
     "name",
     "flavor",
+    "module_lowpass_penalty",
 )
 VGG_OPTIONS = (
     "variant",
@@ -44,6 +45,7 @@ VGG_OPTIONS = (
     "classifier_activation",
     "name",
     "flavor",
+    "module_lowpass_penalty",
 )
 # Deprecated option -> the option that replaced it (every builder takes both).
 RENAMED_OPTIONS = {"padding": "pad_mode"}

@@ -112,6 +112,7 @@ def resnet(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     padding=None,
 ):
     """Builds the ResNet `arch` (a key of `RESNETS`); see `resnet18`."""
@@ -128,6 +129,7 @@ def resnet(
         polyphase_order,
         placement,
         module_initializer,
+        module_lowpass_penalty,
         stem=(stem, "imagenet"),
         antialias_stem=(antialias_stem, False),
     )
@@ -214,6 +216,10 @@ _DOC = """{title} in the shift-invariance variant `variant`.
             (`zoo.load_torch_weights`). It takes the ImageNet stem, zero padding
             and no `antialias_stem`; inputs are normalized with torchvision's
             mean and std (`zoo.TORCHVISION_MEAN`, `zoo.TORCHVISION_STD`).
+        module_lowpass_penalty: for "group"/"conv3d", a float >= 0 (default 0:
+            none): while training, every module adds this weight times the
+            high-frequency share of its effective filters to the loss (see
+            `ShiftInvariantDown`'s `lowpass_penalty`).
         padding: deprecated name of `pad_mode` (a `DeprecationWarning`).
 
     Returns:
@@ -244,6 +250,7 @@ def resnet18(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     *,
     padding=None,
 ):
@@ -264,6 +271,7 @@ def resnet18(
         classifier_activation=classifier_activation,
         name=name,
         flavor=flavor,
+        module_lowpass_penalty=module_lowpass_penalty,
         padding=padding,
     )
 
@@ -284,6 +292,7 @@ def resnet34(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     *,
     padding=None,
 ):
@@ -304,6 +313,7 @@ def resnet34(
         classifier_activation=classifier_activation,
         name=name,
         flavor=flavor,
+        module_lowpass_penalty=module_lowpass_penalty,
         padding=padding,
     )
 
@@ -324,6 +334,7 @@ def resnet50(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     *,
     padding=None,
 ):
@@ -344,6 +355,7 @@ def resnet50(
         classifier_activation=classifier_activation,
         name=name,
         flavor=flavor,
+        module_lowpass_penalty=module_lowpass_penalty,
         padding=padding,
     )
 

@@ -58,6 +58,7 @@ def vgg(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     padding=None,
 ):
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
@@ -74,6 +75,7 @@ def vgg(
         polyphase_order,
         placement,
         module_initializer,
+        module_lowpass_penalty,
         conv_bias=True,
     )
     if isinstance(builder, TorchvisionBuilder):
@@ -167,6 +169,10 @@ _DOC = """{title} in the shift-invariance variant `variant`.
             7x7, which the "fc" head reads as it is: use 224x224 inputs
             normalized with torchvision's mean and std (`zoo.TORCHVISION_MEAN`,
             `zoo.TORCHVISION_STD`).
+        module_lowpass_penalty: for "group"/"conv3d", a float >= 0 (default 0:
+            none): while training, every module adds this weight times the
+            high-frequency share of its effective filters to the loss (see
+            `ShiftInvariantDown`'s `lowpass_penalty`).
         padding: deprecated name of `pad_mode` (a `DeprecationWarning`).
 
     Returns:
@@ -197,6 +203,7 @@ def vgg11(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     *,
     padding=None,
 ):
@@ -217,6 +224,7 @@ def vgg11(
         classifier_activation=classifier_activation,
         name=name,
         flavor=flavor,
+        module_lowpass_penalty=module_lowpass_penalty,
         padding=padding,
     )
 
@@ -237,6 +245,7 @@ def vgg13(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     *,
     padding=None,
 ):
@@ -257,6 +266,7 @@ def vgg13(
         classifier_activation=classifier_activation,
         name=name,
         flavor=flavor,
+        module_lowpass_penalty=module_lowpass_penalty,
         padding=padding,
     )
 
@@ -277,6 +287,7 @@ def vgg16(
     classifier_activation="softmax",
     name=None,
     flavor="keras",
+    module_lowpass_penalty=0.0,
     *,
     padding=None,
 ):
@@ -297,6 +308,7 @@ def vgg16(
         classifier_activation=classifier_activation,
         name=name,
         flavor=flavor,
+        module_lowpass_penalty=module_lowpass_penalty,
         padding=padding,
     )
 

@@ -1,6 +1,7 @@
 import math
 
 import keras
+from keras import ops
 
 from keras_shiftinv import initializers
 from keras_shiftinv import ops as si_ops
@@ -15,6 +16,7 @@ from keras_shiftinv.validation import (
     standardize_data_format,
     standardize_int,
     standardize_pair,
+    standardize_weight,
 )
 
 
@@ -78,6 +80,15 @@ class ShiftInvariantDown(keras.layers.Layer):
             the module starts as `BlurPool2D(filt_size)` (4 taps for the
             string) followed by a 1x1 convolution (see `LowPass`).
         kernel_regularizer: regularizer of both kernels.
+        lowpass_penalty: a float >= 0 (default 0: none). While training, the
+            layer adds `lowpass_penalty *` the mean over its output channels of
+            the high-frequency share of their effective stride-2 filters (the
+            energy outside `|wy|, |wx| < pi/2`, where subsampling folds it
+            back; see `keras_shiftinv.diagnostics` and `effective_kernel`) to
+            the model's losses (`model.losses`, part of `fit`'s loss). Each
+            output channel counts alike, whatever its scale: a batch
+            normalization after the module rescales every channel, so a
+            high-pass channel must not escape by shrinking.
         data_format: "channels_last" (default, from `keras.config`) or
             "channels_first".
 
@@ -113,6 +124,7 @@ class ShiftInvariantDown(keras.layers.Layer):
         use_bias=True,
         kernel_initializer="he_normal",
         kernel_regularizer=None,
+        lowpass_penalty=0.0,
         data_format=None,
         **kwargs,
     ):
@@ -133,10 +145,12 @@ class ShiftInvariantDown(keras.layers.Layer):
         if isinstance(self.kernel_initializer, initializers.LowPass):
             self.kernel_initializer.check_fits(self.kernel_size, self.strides)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.lowpass_penalty = standardize_weight(lowpass_penalty, "lowpass_penalty")
         self.data_format = standardize_data_format(data_format)
 
     def build(self, input_shape):
         channels = check_input_shape(self, input_shape)
+        self._input_channels = channels
         kh, kw = self.kernel_size
         if self.branch == "group":
             features = math.lcm(channels, self.filters)
@@ -170,8 +184,30 @@ class ShiftInvariantDown(keras.layers.Layer):
             else None
         )
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        if training and self.lowpass_penalty:
+            self.add_loss(self.lowpass_penalty * self.high_frequency_share())
         return call_on_batch(self, self._down, inputs)
+
+    def effective_kernel(self):
+        """The image kernel `(s * kh, s * kw, input channels, filters)` that the
+        step-2 convolution and the 1x1 convolution make together: the module is
+        this kernel applied at stride `strides` (after `polyphase_order`'s roll),
+        plus the bias. Differentiable in the weights; the layer must be built."""
+        return si_ops._folded_kernel(
+            self.kernel,
+            self.pointwise_kernel,
+            self.branch,
+            self.strides,
+            self._input_channels,
+        )
+
+    def high_frequency_share(self):
+        """The mean over output channels of the high-frequency share of their
+        effective filters (`keras_shiftinv.ops.high_frequency_share`, per
+        filter, computed in float32): what `lowpass_penalty` weighs."""
+        kernel = ops.cast(self.effective_kernel(), "float32")
+        return ops.mean(si_ops.high_frequency_share(kernel, per_filter=True))
 
     def _down(self, inputs):
         return si_ops.shift_invariant_down(
@@ -209,6 +245,7 @@ class ShiftInvariantDown(keras.layers.Layer):
                 "kernel_regularizer": keras.regularizers.serialize(
                     self.kernel_regularizer
                 ),
+                "lowpass_penalty": self.lowpass_penalty,
                 "data_format": self.data_format,
             }
         )

@@ -48,3 +48,28 @@ def max_pool_dense(x, pool_size):
         for v in range(px):
             out = np.maximum(out, x[:, u : u + h - py + 1, v : v + w - px + 1, :])
     return out
+
+
+def high_frequency_share(kernel):
+    """The energy share of `kernel` (kh, kw, ...) outside |wy|, |wx| < pi/2, the
+    trailing axes' energies added: the autocorrelation (by DFT, zero-padded so it
+    does not wrap) weighted by the band's Fourier coefficients sin(pi k/2)/(pi k)."""
+    kernel = np.asarray(kernel, float)
+    kh, kw = kernel.shape[:2]
+    kernel = kernel.reshape(kh, kw, -1)
+    power = np.sum(np.abs(np.fft.fft2(kernel, (2 * kh, 2 * kw), axes=(0, 1))) ** 2, -1)
+    autocorrelation = np.real(np.fft.ifft2(power))
+    total = autocorrelation[0, 0]
+    if total == 0:
+        return 0.0
+
+    def band(n, size):
+        # Lags 0..n-1 then -(n-1)..-1 in the DFT's order (and the unused lag -n).
+        lags = np.fft.fftfreq(size, 1 / size)
+        coefficients = np.array(
+            [0.5 if k == 0 else math.sin(math.pi * k / 2) / (math.pi * k) for k in lags]
+        )
+        return np.where(np.abs(lags) < n, coefficients, 0.0)
+
+    low = band(kh, 2 * kh) @ autocorrelation @ band(kw, 2 * kw)
+    return 1.0 - low / total

@@ -7,6 +7,7 @@ import pytest
 from keras_shiftinv import diagnostics
 from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.layers import BlurPool2D, ShiftInvariantDown
+from tests.helpers import _fit_step
 from tests.layers import reference
 
 
@@ -105,6 +106,64 @@ def test_conv3d_module_starts_as_its_closest_low_pass(pad_mode):
     share = diagnostics.high_frequency_share(kernel)
     assert diagnostics.reference_share(4) < share < diagnostics.reference_share(3)
     assert kernel.sum() == pytest.approx(1.0)
+
+
+def _mixing_fit(inputs, outputs):
+    """The 1x1 kernel (least squares) from `inputs` to `outputs` (channels last)
+    and the largest error of that linear fit."""
+    channels, filters = inputs.shape[-1], outputs.shape[-1]
+    mixing, *_ = np.linalg.lstsq(
+        inputs.reshape(-1, channels), outputs.reshape(-1, filters), rcond=None
+    )
+    return mixing, np.abs(inputs @ mixing - outputs).max()
+
+
+@pytest.mark.parametrize("pad_mode", ["zero", "circular"])
+@pytest.mark.parametrize("filt_size", [3, 4, 5])
+@pytest.mark.parametrize("filters", [10, 13])
+def test_conv3d_with_twice_the_channels_is_exactly_blur_then_1x1(
+    filters, filt_size, pad_mode
+):
+    # 5 input channels: from 10 filters on, two Conv3D filters per channel hold
+    # the binomial exactly.
+    x = _x()
+    layer = ShiftInvariantDown(
+        filters,
+        branch="conv3d",
+        kernel_initializer=LowPass(filt_size),
+        pad_mode=pad_mode,
+    )
+    mixing, error = _mixing_fit(
+        reference.blur_pool(x, filt_size, 2, pad_mode), _numpy(layer, x)
+    )
+    assert error < 1e-5
+    limit = np.sqrt(6 / (5 + filters))  # Glorot uniform's bound
+    assert 0.1 < np.abs(mixing).max() <= limit + 1e-6
+    # Filters beyond twice the channels add nothing yet, but have kernels.
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    pointwise = keras.ops.convert_to_numpy(layer.pointwise_kernel)[0, 0]
+    assert np.all(pointwise[20:] == 0)
+    assert np.all(np.abs(kernel[..., 10:]).sum(axis=(0, 1, 2, 3)) > 0)
+
+
+@pytest.mark.parametrize("filters", [6, 9])
+def test_conv3d_with_fewer_filters_is_its_closest_low_pass_then_1x1(filters):
+    x = _x()
+    layer = ShiftInvariantDown(filters, branch="conv3d", kernel_initializer="lowpass")
+    closest = _strided_filter(x, _conv3d_effective_filter(4), "zero")
+    _, error = _mixing_fit(closest, _numpy(layer, x))
+    assert error < 1e-5
+    # ...which is not the blur.
+    _, error = _mixing_fit(reference.blur_pool(x, 4, 2, "zero"), _numpy(layer, x))
+    assert error > 1e-2
+
+
+def test_exact_conv3d_start_trains_every_weight():
+    _fit_step(
+        ShiftInvariantDown,
+        {"filters": 7, "branch": "conv3d", "kernel_initializer": "lowpass"},
+        _x((2, 8, 8, 3)),
+    )
 
 
 @pytest.mark.parametrize("branch", ["group", "conv3d"])

@@ -1,8 +1,11 @@
-"""placement="dense" and module_initializer="lowpass" of the group/conv3d variants."""
+"""placement="dense", module_initializer="lowpass" and module_lowpass_penalty of
+the group/conv3d variants."""
 
+import keras
 import numpy as np
 import pytest
 
+from keras_shiftinv.layers import ShiftInvariantDown
 from tests.zoo.test_models import _check_model, _layer_types
 from tests.zoo.utils import images, predict, slow_on_other_backends, small_model
 
@@ -91,6 +94,20 @@ def test_lowpass_shortcut_module_holds_two_taps():
         ({"variant": "group", "placement": "middle"}, "placement"),
         ({"variant": "group", "module_initializer": "zeros"}, "module_initializer"),
         (
+            {"variant": "blur", "module_lowpass_penalty": 0.1},
+            "module_lowpass_penalty.* apply to the variants 'group' and 'conv3d'.*"
+            "variant='blur', module_lowpass_penalty=0.1",
+        ),
+        ({"variant": "group", "module_lowpass_penalty": -1}, "module_lowpass_penalty"),
+        (
+            {
+                "variant": "baseline",
+                "flavor": "torchvision",
+                "module_lowpass_penalty": 1,
+            },
+            "module_lowpass_penalty",
+        ),
+        (
             {"variant": "group", "placement": "dense", "polyphase_order": "aps"},
             "polyphase_order='fixed'",
         ),
@@ -99,3 +116,26 @@ def test_lowpass_shortcut_module_holds_two_taps():
 def test_bad_placement_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         small_model("resnet18", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("resnet18", {"variant": "group", "placement": "dense"}),
+        ("vgg11", {"variant": "conv3d", "module_initializer": "lowpass"}),
+    ],
+)
+def test_lowpass_penalty_reaches_every_module(name, kwargs):
+    model = small_model(name, module_lowpass_penalty=0.25, **kwargs)
+    modules = [layer for layer in model.layers if isinstance(layer, ShiftInvariantDown)]
+    assert modules and all(m.lowpass_penalty == 0.25 for m in modules)
+    x = images(batch=2)
+    model(x)
+    assert model.losses == []
+    model(x, training=True)
+    expected = sorted(
+        0.25 * float(keras.ops.convert_to_numpy(m.high_frequency_share()))
+        for m in modules
+    )
+    losses = sorted(float(keras.ops.convert_to_numpy(v)) for v in model.losses)
+    np.testing.assert_allclose(losses, expected, rtol=1e-6)
