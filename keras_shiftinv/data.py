@@ -646,8 +646,16 @@ def _load_folder(split, base, bounds, data_dir, image_size, channels):
             "each class in a sub-folder named after the class."
         )
     paths, labels, headers, skipped = [], [], [], []
+    root = os.path.realpath(data_dir)
     for label, class_name in enumerate(class_names):
         class_dir = os.path.join(folder, class_name)
+        target = os.path.realpath(class_dir)
+        if os.path.commonpath([root, target]) != root:
+            warnings.warn(
+                f"Class folder {class_dir} is a link to {target}, outside "
+                f"{data_dir} (--data-dir): its images are read from there.",
+                stacklevel=3,
+            )
         files = (
             sorted(
                 e.path

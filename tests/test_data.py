@@ -504,3 +504,12 @@ def test_train_data_have_one_channel_count_and_size_and_two_classes(tmp_path):
         shutil.rmtree(tmp_path / split / "b")
     with pytest.raises(ValueError, match="1 class \\(a\\): a classifier needs two"):
         make_datasets(config)
+
+
+def test_a_class_folder_linked_from_outside_is_read_with_a_warning(tmp_path):
+    _image_folder(tmp_path / "data" / "test")
+    os.rename(tmp_path / "data" / "test" / "dog", tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "test" / "dog")
+    with pytest.warns(UserWarning, match="dog is a link to .*elsewhere, outside"):
+        _, info = data.load("folder", "test", str(tmp_path / "data"))
+    assert info.class_names == ("cat", "dog") and info.num_examples == 8
