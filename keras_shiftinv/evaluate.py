@@ -60,8 +60,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_shiftinv import _install, diagnostics, input_fit, metrics
 from keras_shiftinv import data as data_lib
-from keras_shiftinv import diagnostics, input_fit, metrics
 from keras_shiftinv._files import FolderLock, write_text
 from keras_shiftinv._keras_compat import inbound_nodes
 from keras_shiftinv._paths import check_writable_dir
@@ -497,6 +497,8 @@ def evaluate(
         raise ValueError("evaluate needs at least one model.")
     # Checked first: the report is written only after the whole evaluation.
     check_writable_dir(out_dir, "--out / out_dir")
+    if _install.missing(("matplotlib",)):
+        raise ValueError(_install.message(["matplotlib"], "evaluate's report"))
     report_path = os.path.join(out_dir, "report.json")
     if os.path.exists(report_path) and not overwrite:
         raise ValueError(
