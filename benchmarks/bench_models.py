@@ -9,9 +9,9 @@ hits all of them alike. Reports medians, and each variant's step time relative t
 With --references, each variant that has a PyTorch counterpart is also timed against
 it, in the same round robin and process, with `torch.set_num_threads` set to the
 threads TensorFlow runs ops on: "baseline" against torchvision's network in plain
-torch.nn (`zoo.torch_reference`), "blur" against antialiased-cnns (random weights),
-"aps" against `zoo.torch_reference` with its `APS` layer; same input, batch,
-optimizer (SGD, momentum 0.9) and cross-entropy. The forward pass is in eval mode
+torch.nn (`tests.zoo.torch_reference`), "blur" against antialiased-cnns (random
+weights), "aps" against `tests.zoo.torch_reference` with its `APS` layer; same input,
+batch, optimizer (SGD, momentum 0.9) and cross-entropy. The forward pass is in eval mode
 under `torch.no_grad`, the train step is forward, backward and optimizer step.
 With --memory, each variant's train step also runs in a fresh process, which
 reports its peak resident memory and that peak minus its resident memory after the
@@ -137,7 +137,7 @@ def reference_model(name, variant, options, num_classes):
         return None
     from torch import nn
 
-    from zoo import torch_reference
+    from tests.zoo import torch_reference
 
     resnet = name.startswith("resnet")
     stem = options.get("stem", "imagenet")

@@ -68,6 +68,9 @@ def _run_as_command_line():
 # Anywhere else, importing the package registers its layers for loading saved
 # models, as it always has.
 if not _run_as_command_line():
+    from keras_shiftinv._install import check_backend
+
+    check_backend()
     for _name in _EXPORTS:
         _export(_name)
 

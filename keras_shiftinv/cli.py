@@ -246,6 +246,11 @@ def add_evaluate_parser(parser):
     parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--out", default=defaults["out_dir"], help="report folder")
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report of an earlier evaluation in --out",
+    )
+    parser.add_argument(
         "--verbose", type=int, default=defaults["verbose"], choices=(0, 1)
     )
     parser.set_defaults(run=run_evaluate)
@@ -269,6 +274,7 @@ def run_evaluate(args):
         seed=args.seed,
         batch_size=args.batch_size,
         verbose=args.verbose,
+        overwrite=args.overwrite,
     )
     print(evaluate.markdown(report))
     print(f"Report written to {args.out}/ (report.json, report.md, PNG plots).")
@@ -318,7 +324,7 @@ def run_export(args):
     import os
 
     from keras_shiftinv.export import export_for_serving, version_dir
-    from keras_shiftinv.input_fit import recorded
+    from keras_shiftinv.input_fit import recorded, recorded_class_names
     from keras_shiftinv.models import load_model
 
     # Before the model is loaded: a --out that cannot be written fails at once.
@@ -329,6 +335,7 @@ def run_export(args):
         overwrite=args.overwrite,
         from_logits=args.from_logits,
         input_fit=recorded(args.model),
+        class_names=recorded_class_names(args.model),
     )
     print(
         f"SavedModel written to {path}\n"
@@ -414,22 +421,29 @@ def run_convert_weights(args):
     import numpy as np
 
     import zoo
+    from keras_shiftinv._files import FileLock, atomic_path
+    from keras_shiftinv._paths import check_writable_dir
     from keras_shiftinv.models import load_model
 
     if not args.out.endswith(".keras"):
         raise ValueError(f"--out must end with .keras. Received: {args.out!r}")
-    if os.path.exists(args.out) and not args.overwrite:
-        raise ValueError(f"{args.out!r} exists: pass --overwrite to replace it.")
-    model = zoo.convert_checkpoint(
-        args.source,
-        args.model,
-        variant=args.variant,
-        filt_size=args.filt_size,
-        batch_norm=args.batch_norm,
-        image_size=args.image_size,
-    )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    model.save(args.out)
+    folder = os.path.dirname(os.path.abspath(args.out))
+    check_writable_dir(folder, "--out")
+    os.makedirs(folder, exist_ok=True)
+    with FileLock(args.out + ".lock", f"The model file {args.out!r}", "--out"):
+        if os.path.exists(args.out) and not args.overwrite:
+            raise ValueError(f"{args.out!r} exists: pass --overwrite to replace it.")
+        model = zoo.convert_checkpoint(
+            args.source,
+            args.model,
+            variant=args.variant,
+            filt_size=args.filt_size,
+            batch_norm=args.batch_norm,
+            image_size=args.image_size,
+        )
+        # A kill or a full disk leaves the previous file, not a truncated one.
+        with atomic_path(args.out) as path:
+            model.save(path)
     size = (args.image_size, args.image_size)
     if args.image:
         image = keras.utils.img_to_array(
@@ -516,6 +530,18 @@ def main(argv=None):
     # The first word that is not an option is the command (the top-level options
     # take no value).
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command in COMMANDS:
+        # Before any work (and before the options, which import Keras): a missing
+        # module is one line saying what to install, not a traceback at the end.
+        from keras_shiftinv import _install
+
+        absent = _install.missing(_install.COMMAND_MODULES[command])
+        if absent:
+            print(
+                f"error: {_install.message(absent, f'the {command} command')}",
+                file=sys.stderr,
+            )
+            return 2
     args = build_parser([command]).parse_args(argv)
     try:
         args.run(args)

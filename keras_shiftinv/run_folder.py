@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 
+from keras_shiftinv._files import LOCK_NAME, temporary_path
 from keras_shiftinv._paths import check_writable_dir
 
 # The weights before training (for `keras_shiftinv.diagnostics`).
@@ -43,7 +44,8 @@ def check_options(run_dir, config_dict, config_class):
 
 
 # What `train` writes in a run folder (and the temporary files it renames into
-# place): `--overwrite` deletes these and nothing else.
+# place): `--overwrite` deletes these and nothing else (not the lock file of the
+# run that overwrites).
 RUN_ENTRIES = (
     "config.json",
     "log.csv",
@@ -96,7 +98,8 @@ def prepare(run_dir, overwrite):
     foreign = sorted(
         entry.name
         for entry in os.scandir(run_dir)
-        if not _is_worker_dir(entry) and entry.name != "config.json.tmp"
+        if not _is_worker_dir(entry)
+        and entry.name not in ("config.json.tmp", LOCK_NAME)
     )
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -112,7 +115,8 @@ def clear(run_dir):
     """Deletes what `train` wrote in a run folder, but not the folders of other
     workers (which they clear themselves, maybe at this very moment)."""
     for name in RUN_ENTRIES:
-        for path in (os.path.join(run_dir, name), os.path.join(run_dir, name + ".tmp")):
+        entry = os.path.join(run_dir, name)
+        for path in (entry, entry + ".tmp", temporary_path(entry)):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             elif os.path.lexists(path):

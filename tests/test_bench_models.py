@@ -1,5 +1,6 @@
 """benchmarks/bench_models.py at a tiny size: the rows with PyTorch references and
-peak memory, and the APS layer of the PyTorch reference (`zoo.torch_reference`)."""
+peak memory, and the APS layer of the PyTorch reference
+(`tests.zoo.torch_reference`)."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("antialiased_cnns")
 
 from tests.benchmark_scripts import load_script  # noqa: E402
-from zoo import torch_reference  # noqa: E402
+from tests.zoo import torch_reference  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
