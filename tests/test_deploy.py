@@ -6,15 +6,12 @@ variants the runtime's logits unchanged by circular shifts (to float rounding,
 the same 1e-4). By default each zoo variant runs in one runtime and the layer
 families once in each; `-m slow` runs every combination."""
 
-import functools
 
 import keras
 import numpy as np
 import pytest
 
-import zoo
 from keras_shiftinv import deploy
-from keras_shiftinv.convert import antialias
 from keras_shiftinv.layers import (
     BlurPool2D,
     CircularPadding2D,
@@ -24,7 +21,7 @@ from keras_shiftinv.layers import (
     ShiftInvariantDown,
 )
 from tests.layers.test_xla import LAYER_GROUPS
-from tests.zoo.utils import NUM_CLASSES, small_model
+from tests.zoo.cases import ZOO_CASES, zoo_model
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.tf_only
@@ -38,63 +35,6 @@ KERAS_FORMATS = {
 TOLERANCE = 1e-4
 
 
-def _zoo_cases():
-    """{name: (builder, exactly invariant)}: every variant with zero and circular
-    padding, the blur at its default padding, the aps polyphase order of the
-    learned modules, the torchvision-flavor blur network and an `antialias()`
-    output."""
-    cases = {}
-    for variant in zoo.VARIANTS:
-        for mode in ("zero", "circular"):
-            cases[f"{variant}-{mode}"] = (
-                functools.partial(small_model, "resnet18", variant, pad_mode=mode),
-                variant == "aps" and mode == "circular",
-            )
-    cases["blur"] = (functools.partial(small_model, "resnet18", "blur"), False)
-    for variant in ("group", "conv3d"):
-        cases[f"{variant}-aps-circular"] = (
-            functools.partial(
-                small_model,
-                "resnet18",
-                variant,
-                pad_mode="circular",
-                polyphase_order="aps",
-            ),
-            True,
-        )
-    cases["torchvision-blur"] = (_torchvision_blur, False)
-    cases["antialias"] = (_antialiased, False)
-    return cases
-
-
-def _torchvision_blur(classifier_activation=None):
-    keras.utils.set_random_seed(0)
-    return zoo.create_model(
-        "resnet18",
-        variant="blur",
-        filt_size=3,
-        flavor="torchvision",
-        width_multiplier=1 / 16,
-        num_classes=NUM_CLASSES,
-        input_shape=(64, 64, 3),
-        classifier_activation=classifier_activation,
-    )
-
-
-def _antialiased(classifier_activation=None):
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation=classifier_activation)(x)
-    return antialias(keras.Model(inputs, outputs))
-
-
-ZOO_CASES = _zoo_cases()
 # Each variant once, the runtimes in turn; where an export failed before, the
 # format it failed in.
 ZOO_DEFAULT = {
@@ -129,11 +69,6 @@ LAYER_FAMILIES = [
     lambda: ShiftInvariantDown(6, "group", polyphase_order="aps", pad_mode="circular"),
     lambda: ShiftInvariantDown(6, "conv3d", pad_mode="zero"),
 ]
-
-
-@functools.cache
-def _zoo_model(name):
-    return ZOO_CASES[name][0](classifier_activation=None)
 
 
 def _runtime(model, format, directory):
@@ -184,7 +119,7 @@ def _images(model, batch=3):
 
 
 def _zoo_test(name, format, tmp_path):
-    _check(_zoo_model(name), format, tmp_path, ZOO_CASES[name][1])
+    _check(zoo_model(name), format, tmp_path, ZOO_CASES[name][1])
 
 
 @pytest.mark.parametrize("name, format", list(ZOO_DEFAULT.items()))
