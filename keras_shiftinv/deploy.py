@@ -37,6 +37,11 @@ TOLERANCE = 1e-4
 OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
+class ExportCheckError(RuntimeError):
+    """An exported model that does not run in its runtime, or does not give
+    Keras' outputs there."""
+
+
 def check_format(format):
     if format not in FORMATS:
         raise ValueError(
@@ -209,33 +214,38 @@ def verify(run, model, from_logits, format, seed=0):
     `TOLERANCE` and their argmax as classes, on random uint8 images at batch
     sizes 3 and 1.
 
+    Returns:
+        The largest difference of the probabilities.
+
     Raises:
-        RuntimeError: the runtime fails on the images or its outputs differ.
+        ExportCheckError: the runtime fails on the images or its outputs differ.
     """
     shape = tuple(model.inputs[0].shape[1:])
     images = np.random.default_rng(seed).integers(0, 256, (3, *shape), "uint8")
     want = keras_probabilities(model, images, from_logits)
+    largest = 0.0
     for batch in (3, 1):
         try:
             outputs = run(images[:batch])
             probabilities = np.asarray(outputs["probabilities"])
             classes = np.asarray(outputs["classes"])
         except Exception as error:
-            raise RuntimeError(
+            raise ExportCheckError(
                 f"The exported {format} model does not run in its runtime on a "
                 f"batch of {batch}: {type(error).__name__}: {error}"
             ) from error
-        error = float(np.abs(probabilities - want[:batch]).max())
-        if not error <= TOLERANCE or not np.array_equal(
+        difference = float(np.abs(probabilities - want[:batch]).max())
+        if not difference <= TOLERANCE or not np.array_equal(
             classes, probabilities.argmax(-1)
         ):
-            raise RuntimeError(
+            raise ExportCheckError(
                 f"The exported {format} model does not match Keras on a batch of "
-                f"{batch}: probabilities differ by up to {error:.3g} (tolerance "
-                f"{TOLERANCE:g}), classes {classes.tolist()} for "
+                f"{batch}: probabilities differ by up to {difference:.3g} "
+                f"(tolerance {TOLERANCE:g}), classes {classes.tolist()} for "
                 f"{probabilities.argmax(-1).tolist()}."
             )
-    return error
+        largest = max(largest, difference)
+    return largest
 
 
 def export_artifact(
@@ -251,7 +261,7 @@ def export_artifact(
 
     Raises:
         ValueError: a bad argument or path; ImportError: a missing runtime;
-        RuntimeError: the artifact does not run or does not match Keras.
+        ExportCheckError: the artifact does not run or does not match Keras.
     """
     from keras_shiftinv.export import export_for_serving, resolve_from_logits
 
