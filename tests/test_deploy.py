@@ -6,7 +6,6 @@ variants the runtime's logits unchanged by circular shifts (to float rounding,
 the same 1e-4). By default each zoo variant runs in one runtime and the layer
 families once in each; `-m slow` runs every combination."""
 
-
 import keras
 import numpy as np
 import pytest
