@@ -23,7 +23,12 @@ def saved(tmp_path_factory):
     return model, str(path)
 
 
-@pytest.mark.parametrize("format", ["onnx", "litert", "openvino"])
+@pytest.mark.parametrize(
+    # OpenVINO's first compile in a process takes 20-30 s: tests/test_deploy.py
+    # runs it by default, this under -m slow.
+    "format",
+    ["onnx", "litert", pytest.param("openvino", marks=pytest.mark.slow)],
+)
 def test_export_format_writes_a_checked_model(saved, format, tmp_path, capsys):
     for module in deploy.PACKAGES[format]:
         pytest.importorskip(module, reason=f"the {format} runtime is not installed")
