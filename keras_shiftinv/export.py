@@ -72,6 +72,25 @@ def _source_size(model_shape, input_fit):
     return source, options
 
 
+def resolve_from_logits(model, from_logits=None):
+    """`from_logits` (a bool) as given, or for None detected from `model`'s last
+    layer: True if it outputs logits, False if probabilities.
+
+    Raises:
+        ValueError: None and the last layer does not tell.
+    """
+    if from_logits is not None:
+        return bool(from_logits)
+    probabilities = outputs_probabilities(model)
+    if probabilities is None:
+        raise ValueError(
+            f"Cannot tell whether model {model.name!r} outputs probabilities "
+            "or logits from its last layer. Pass from_logits=True (export adds "
+            "a softmax) or from_logits=False."
+        )
+    return not probabilities
+
+
 def next_version(base_dir):
     """1 + the highest numbered version directory in `base_dir` (1 if none)."""
     if not os.path.isdir(base_dir):
@@ -178,15 +197,7 @@ def export_for_serving(
     named = version is not None or os.path.basename(os.fspath(base_dir)).isdigit()
     target = version_dir(base_dir, version, overwrite)
     base_dir, version = os.path.split(target)
-    if from_logits is None:
-        probabilities = outputs_probabilities(model)
-        if probabilities is None:
-            raise ValueError(
-                f"Cannot tell whether model {model.name!r} outputs probabilities "
-                "or logits from its last layer. Pass from_logits=True (export adds "
-                "a softmax) or from_logits=False."
-            )
-        from_logits = not probabilities
+    from_logits = resolve_from_logits(model, from_logits)
 
     image_shape = (None, *model_input.shape[1:])
     source, options = _source_size(model_input.shape[1:], input_fit)

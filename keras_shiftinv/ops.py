@@ -28,6 +28,18 @@ def _slice_axis(x, axis, start, stop, step=None):
     return x[tuple(index)]
 
 
+def _sizes(x, axes):
+    """The sizes of `x` along `axes`: ints where known when traced, scalar tensors
+    otherwise. Unlike unpacking `ops.shape(x)`, it makes no op for the axes it
+    does not return: on TensorFlow an unused size (the batch) would be a dangling
+    op, which OpenVINO's converter makes an extra output of the model."""
+    known = [x.shape[axis] for axis in axes]
+    if None not in known:
+        return tuple(known)
+    shape = ops.shape(x)
+    return tuple(shape[axis] for axis in axes)
+
+
 def pad2d(x, padding, pad_mode="zero", data_format=None):
     """Pads the two spatial axes of a 4D tensor.
 
@@ -112,7 +124,15 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
         if data_format == "channels_last":
             return x[:, ::rows, ::cols, :]
         return x[:, :, ::rows, ::cols]
-    if _tf_fast_path(x, data_format):
+    # The fast path sums the border pixels in another order than the others, so a
+    # circular shift, which moves pixels into and out of the border, changes them
+    # by a rounding step: 1e-7 in float32, but 1e-3 in float16 and 1e-2 in
+    # bfloat16, which breaks the exact invariance of the aps models. The portable
+    # path computes every output pixel alike.
+    exact_shift = pad_mode == "circular" and keras.backend.standardize_dtype(
+        x.dtype
+    ) in ("float16", "bfloat16")
+    if _tf_fast_path(x, data_format) and not exact_shift:
         # TensorFlow's CPU depthwise convolution is channels_last only.
         if data_format == "channels_first":
             return _channels_last_call(blur_pool2d, x, filt_size, strides, pad_mode)
@@ -236,10 +256,11 @@ def offset_subsample(x, strides=2, pad_mode="zero", data_format=None):
     # (b, h, sy, w, sx, c) -> (b, h, w, c, sy, sx); (b, c, h, sy, w, sx) ->
     # (b, c, sy, sx, h, w): the same permutation for both layouts.
     x = ops.transpose(_phase_view(x, (sy, sx), data_format), (0, 1, 3, 5, 2, 4))
-    shape = ops.shape(x)
     if data_format == "channels_last":
-        return ops.reshape(x, (-1, shape[1], shape[2], shape[3] * sy * sx))
-    return ops.reshape(x, (-1, shape[1] * sy * sx, shape[4], shape[5]))
+        h, w, c = _sizes(x, (1, 2, 3))
+        return ops.reshape(x, (-1, h, w, c * sy * sx))
+    c, h, w = _sizes(x, (1, 4, 5))
+    return ops.reshape(x, (-1, c * sy * sx, h, w))
 
 
 def offset_subsample_inverse(y, strides=2, size=None, data_format=None):
@@ -262,12 +283,12 @@ def offset_subsample_inverse(y, strides=2, size=None, data_format=None):
             f"strides[0] * strides[1] = {components}. Received: {channels} channels"
         )
     if data_format == "channels_last":
-        _, h, w, cs = ops.shape(y)
+        h, w, cs = _sizes(y, (1, 2, 3))
         y = ops.reshape(y, (-1, h, w, cs // components, sy, sx))
         y = ops.transpose(y, (0, 1, 4, 2, 5, 3))
         x = ops.reshape(y, (-1, h * sy, w * sx, cs // components))
     else:
-        _, cs, h, w = ops.shape(y)
+        cs, h, w = _sizes(y, (1, 2, 3))
         y = ops.reshape(y, (-1, cs // components, sy, sx, h, w))
         y = ops.transpose(y, (0, 1, 4, 2, 5, 3))
         x = ops.reshape(y, (-1, cs // components, h * sy, w * sx))
@@ -282,9 +303,9 @@ def _phase_view(x, strides, data_format):
     """`x` reshaped to (b, h/sy, sy, w/sx, sx, c) or (b, c, h/sy, sy, w/sx, sx)."""
     sy, sx = strides
     if data_format == "channels_last":
-        _, h, w, c = ops.shape(x)
+        h, w, c = _sizes(x, (1, 2, 3))
         return ops.reshape(x, (-1, h // sy, sy, w // sx, sx, c))
-    _, c, h, w = ops.shape(x)
+    c, h, w = _sizes(x, (1, 2, 3))
     return ops.reshape(x, (-1, c, h // sy, sy, w // sx, sx))
 
 
@@ -348,8 +369,7 @@ def _select_component(x, index, strides, data_format):
     # (b, sy, sx, c, h, w).
     perm = (0, 2, 4, 1, 3, 5) if data_format == "channels_last" else (0, 3, 5, 1, 2, 4)
     stacked = ops.transpose(_phase_view(x, strides, data_format), perm)
-    shape = ops.shape(stacked)
-    stacked = ops.reshape(stacked, (-1, shape[3], shape[4], shape[5]))
+    stacked = ops.reshape(stacked, (-1, *_sizes(stacked, (3, 4, 5))))
     rows = ops.arange(ops.shape(x)[0], dtype="int32") * (sy * sx)
     # Clipped so that no index, however wrong, reads another sample's components.
     index = ops.clip(ops.cast(index, "int32"), 0, sy * sx - 1)
@@ -393,10 +413,14 @@ def polyphase_down2d(
 
 def _roll_back(x, shift, period, axis):
     # Each sample rolled by its own -shift: one candidate roll per possible shift,
-    # picked with a mask, so that it stays differentiable on every backend.
+    # picked with a mask, so that it stays differentiable on every backend. A
+    # roll is two slices swapped: LiteRT's builtin ops have no roll (FlexRoll).
     y = x
     for a in range(1, period):
-        y = ops.where(shift == a, ops.roll(x, -a, axis=axis), y)
+        rolled = ops.concatenate(
+            [_slice_axis(x, axis, a, None), _slice_axis(x, axis, 0, a)], axis=axis
+        )
+        y = ops.where(shift == a, rolled, y)
     return y
 
 
