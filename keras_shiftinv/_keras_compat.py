@@ -158,3 +158,27 @@ def multiworker_fit(model):
             object.__delattr__(model, "_maybe_symbolic_build")
         else:
             object.__setattr__(model, "_maybe_symbolic_build", overridden)
+
+
+def compiling_with_xla():
+    """Whether the ops being traced now will be compiled by XLA: always on JAX;
+    on TensorFlow, inside a `tf.function(jit_compile=True)` (as Keras'
+    `compile(jit_compile=True)` makes), which traces in an XLA control-flow
+    context that only TensorFlow's private API shows. Used to choose between
+    formulations that compute the same values, so when this TensorFlow lacks
+    that API the answer is False: the formulation for TensorFlow without XLA."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    if backend != "tensorflow":
+        return False
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return False
+    in_xla = getattr(control_flow_util, "GraphOrParentsInXlaContext", None)
+    get_graph = getattr(tf_ops, "get_default_graph", None)
+    if in_xla is None or get_graph is None:
+        return False
+    return bool(in_xla(get_graph()))
