@@ -461,9 +461,11 @@ def _fold_is_cheaper(kernel, pointwise_kernel, channels, ratio=1):
     return channels * filters * taps <= ratio * width * (taps + filters)
 
 
-# Under XLA, a dense conv does this many times the multiply-adds of the
-# per-channel patch products in about the same time on the CPU (zoo shapes,
-# ResNet-18 at width 1/8: ratios 1.6-11 and 17-23 measured, see BENCHMARKS.md).
+# Under XLA, a dense conv of the components does this many times the
+# multiply-adds of the per-channel patch products in about the same time on the
+# CPU: the crossover of rough side-by-side comparisons at the zoo's shapes
+# (ResNet-18 at width 1/8, ratios 1.6 to 23). The bench_models sections per
+# backend in BENCHMARKS.md time the models.
 _XLA_FOLD_RATIO = 12
 
 
@@ -494,8 +496,8 @@ def _same_component_padding(x, kernel_size, axes):
 def _components_conv(x, kernel, strides, padding):
     """`ops.conv(x, _image_kernel(kernel, strides), strides, padding)` for a
     component kernel (kh, kw, sy, sx, C, filters), as a stride-1 conv of the
-    components stacked along the channels. XLA's CPU runs a large strided kernel
-    on small maps several times slower than this."""
+    components stacked along the channels: XLA's CPU runs a large strided
+    kernel on small maps several times slower."""
     kh, kw, sy, sx, channels, filters = kernel.shape
     x = _component_view(x, strides, channels_major=False)
     if padding == "same":
@@ -506,9 +508,10 @@ def _components_conv(x, kernel, strides, padding):
 
 def _patch_group_branch(x, kernel, pointwise_kernel, strides, padding):
     """The grouped conv and the 1x1 conv without a grouped or depthwise conv,
-    which XLA's CPU runs 20-80x slower than this (BENCHMARKS.md): per input
-    channel, a matrix product of its k x k patches of the components with its
-    group's kernel, then the 1x1 conv as a matrix product."""
+    which XLA's CPU runs one to two orders of magnitude slower than this (issue
+    24): per input channel, a matrix product of its k x k patches of the
+    components with its group's kernel, then the 1x1 conv as a matrix
+    product."""
     kh, kw, components, width = kernel.shape
     channels = x.shape[-1]
     per_group = width // channels
