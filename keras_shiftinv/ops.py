@@ -84,11 +84,13 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
 def _tf_fast_path(x, data_format):
     """Whether `keras_shiftinv._blur_tf` serves this input: a tensor (not a symbolic
     `keras.KerasTensor`) on the TensorFlow backend, with both spatial sizes known at
-    trace time."""
+    trace time, not compiled by XLA (its depthwise convolutions are slow on XLA's
+    CPU; the portable path's gathers are what JAX runs)."""
     return (
         keras.backend.backend() == "tensorflow"
         and not isinstance(x, keras.KerasTensor)
         and all(x.shape[axis] is not None for axis in spatial_axes(data_format))
+        and not _keras_compat.compiling_with_xla()
     )
 
 
