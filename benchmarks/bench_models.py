@@ -684,13 +684,18 @@ def main():
             title,
             "",
             f"- Date: {datetime.date.today().isoformat()}; machine: {machine()}.",
-            f"- Threads: TensorFlow runs each op on {tf_threads()} (intra-op)"
+            (
+                f"- Threads: TensorFlow runs each op on {tf_threads()} (intra-op)"
+                if keras.backend.backend() == "tensorflow"
+                else f"- Threads: {keras.backend.backend()}'s default, {nproc()} cores"
+            )
             + (
                 f"; PyTorch `torch.set_num_threads({tf_threads()})`."
                 if args.references
                 else "."
             ),
-            f"- Command: `python {' '.join(sys.argv)}` ({time.time() - start:.0f} s; "
+            f"- Command: `KERAS_BACKEND={keras.backend.backend()} python "
+            f"{' '.join(sys.argv)}` ({time.time() - start:.0f} s; "
             f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "
             "the end).",
             method,
