@@ -1,7 +1,8 @@
 """Shift-invariant convolutional networks for Keras 3."""
 
 import importlib
-import os
+import importlib.abc
+import importlib.util
 import sys
 
 __version__ = "0.1.0"
@@ -52,24 +53,58 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_shiftinv' has no attribute {name!r}")
 
 
-def _run_as_command_line():
-    """Whether this process is `python -m keras_shiftinv` or `keras-shiftinv`.
-
-    Both import this package before the command line is parsed: importing Keras
-    here (and with it TensorFlow, seconds) would make `--help` slow. The commands
-    import what they run."""
-    argv = getattr(sys, "orig_argv", sys.argv)
-    module_run = any(
-        a == "-m" and b == __name__ for a, b in zip(argv, argv[1:], strict=False)
-    )
-    return module_run or os.path.basename(sys.argv[0]) == "keras-shiftinv"
+def _register():
+    """Imports every public name: the layers, initializers and schedules register
+    themselves with Keras for loading saved models."""
+    for name in _EXPORTS:
+        _export(name)
 
 
-# Anywhere else, importing the package registers its layers for loading saved
-# models, as it always has.
-if not _run_as_command_line():
-    for _name in _EXPORTS:
-        _export(_name)
+class _RegisterWithKeras(importlib.abc.MetaPathFinder):
+    """Runs `_register` right after `keras` is imported.
+
+    The layers are Keras classes: registering them imports Keras (and with it
+    TensorFlow, seconds). A process that has not imported Keras has nothing to
+    load a model with yet, so the registration waits for Keras' own import, and
+    the command line's `--help` and `--version` stay light."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" or self not in sys.meta_path:
+            return None
+        # Asked again below, and by `importlib.util.find_spec` callers that only
+        # look (TensorFlow does): answered by the other finders each time.
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenRegister(spec.loader, self)
+        return spec
+
+
+class _ThenRegister(importlib.abc.Loader):
+    def __init__(self, loader, finder):
+        self.loader = loader
+        self.finder = finder
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+        _register()
+
+
+# Importing the package registers its layers with Keras: now if Keras is loaded,
+# else as soon as it is.
+if "keras" in sys.modules:
+    _register()
+else:
+    sys.meta_path.insert(0, _RegisterWithKeras())
 
 
 __all__ = [

@@ -3,6 +3,10 @@ imported each other; the layer package was the project's utility drawer)."""
 
 import ast
 import pathlib
+import subprocess
+import sys
+
+from tests.training_helpers import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -61,3 +65,29 @@ def test_the_checker_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycle(graph, "a") == ["a", "b", "c", "a"]
     assert _cycle(graph, "d") is None
+
+
+def test_importing_the_package_registers_its_layers_however_started():
+    # Started as the console script, and with a look for Keras (TensorFlow looks
+    # with `find_spec` before importing it): importing the package imports no
+    # Keras, and Keras, once imported, knows the layers.
+    code = """if True:
+        import importlib.util, sys
+        sys.argv[0] = "keras-shiftinv"
+        import keras_shiftinv
+        assert "keras" not in sys.modules
+        assert importlib.util.find_spec("keras") is not None
+        import keras
+        for name in ("BlurPool2D", "ShiftInvariantDown", "LowPass", "CyclicLR"):
+            print(keras.saving.get_registered_object("keras_shiftinv>" + name))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "None" not in result.stdout
+    assert len(result.stdout.splitlines()) == 4

@@ -150,8 +150,8 @@ def keras_version():
 
 
 def test_importing_the_package_still_registers_its_layers():
-    # Only the command line imports the package lazily: a program that imports it
-    # can load models with its layers.
+    # A program that imports Keras and the package can load models with its
+    # layers.
     code = (
         "import keras, keras_shiftinv; "
         "print(keras.saving.get_registered_object('keras_shiftinv>BlurPool2D'))"
