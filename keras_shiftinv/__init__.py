@@ -53,50 +53,66 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_shiftinv' has no attribute {name!r}")
 
 
+# The modules that register classes with Keras (for loading saved models).
+_REGISTERING = ("layers", "initializers", "schedules")
+
+
 def _register():
-    """Imports every public name: the layers, initializers and schedules register
-    themselves with Keras for loading saved models."""
-    for name in _EXPORTS:
-        _export(name)
+    for name in _REGISTERING:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 class _RegisterWithKeras(importlib.abc.MetaPathFinder):
-    """Runs `_register` right after `keras` is imported.
+    """Runs `_register` once Keras is imported and no module of the package is
+    half-imported.
 
     The layers are Keras classes: registering them imports Keras (and with it
     TensorFlow, seconds). A process that has not imported Keras has nothing to
     load a model with yet, so the registration waits for Keras' own import, and
-    the command line's `--help` and `--version` stay light."""
+    the command line's `--help` and `--version` stay light. When a module of the
+    package is what imports Keras, the registration waits until that module and
+    those importing it are complete, as the layers import them."""
+
+    def __init__(self):
+        self.importing = 0
 
     def find_spec(self, name, path=None, target=None):
-        if name != "keras" or self not in sys.meta_path:
+        tracked = name.startswith(f"{__name__}.") and not name.endswith("__main__")
+        if name != "keras" and not tracked:
             return None
-        # Asked again below, and by `importlib.util.find_spec` callers that only
-        # look (TensorFlow does): answered by the other finders each time.
+        # The other finders answer (TensorFlow also asks, only to look).
         sys.meta_path.remove(self)
         try:
             spec = importlib.util.find_spec(name)
         finally:
             sys.meta_path.insert(0, self)
         if spec is not None and spec.loader is not None:
-            spec.loader = _ThenRegister(spec.loader, self)
+            spec.loader = _Watched(spec.loader, self, tracked)
         return spec
 
+    def imported(self):
+        if not self.importing and "keras" in sys.modules and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            _register()
 
-class _ThenRegister(importlib.abc.Loader):
-    def __init__(self, loader, finder):
+
+class _Watched(importlib.abc.Loader):
+    def __init__(self, loader, finder, tracked):
         self.loader = loader
         self.finder = finder
+        self.tracked = tracked
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
         module.__loader__ = module.__spec__.loader = self.loader
-        self.loader.exec_module(module)
-        if self.finder in sys.meta_path:
-            sys.meta_path.remove(self.finder)
-        _register()
+        self.finder.importing += self.tracked
+        try:
+            self.loader.exec_module(module)
+        finally:
+            self.finder.importing -= self.tracked
+        self.finder.imported()
 
 
 # Importing the package registers its layers with Keras: now if Keras is loaded,

@@ -1,6 +1,5 @@
 """Saved Keras models: loading them with clear errors, reading their structure."""
 
-import importlib
 import os
 import zipfile
 
@@ -44,12 +43,6 @@ def load_model(path, compile=False):
         raise _not_a_model(path, f"its name does not end with {KERAS_SUFFIXES}")
     if path.endswith(".keras") and not zipfile.is_zipfile(path):
         raise _not_a_model(path, "a .keras file is a zip archive and this is not one")
-    # Deserialisation looks custom classes up by registered name: the package's
-    # layers, initializer and schedule are registered by importing them (the
-    # command line does not import them with the package). The zoo registers
-    # nothing: its models are functional models of these layers.
-    for module in ("layers", "initializers", "schedules"):
-        importlib.import_module(f"keras_shiftinv.{module}")
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as err:  # Keras raises many types for a corrupt file.

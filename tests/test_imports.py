@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from tests.training_helpers import subprocess_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -67,20 +69,24 @@ def test_the_checker_finds_a_cycle():
     assert _cycle(graph, "d") is None
 
 
-def test_importing_the_package_registers_its_layers_however_started():
-    # Started as the console script, and with a look for Keras (TensorFlow looks
-    # with `find_spec` before importing it): importing the package imports no
-    # Keras, and Keras, once imported, knows the layers.
-    code = """if True:
-        import importlib.util, sys
-        sys.argv[0] = "keras-shiftinv"
-        import keras_shiftinv
-        assert "keras" not in sys.modules
-        assert importlib.util.find_spec("keras") is not None
-        import keras
-        for name in ("BlurPool2D", "ShiftInvariantDown", "LowPass", "CyclicLR"):
-            print(keras.saving.get_registered_object("keras_shiftinv>" + name))
-    """
+@pytest.mark.parametrize(
+    "first",
+    [
+        # Started as the console script; TensorFlow looks for Keras with
+        # `find_spec` before importing it.
+        "sys.argv[0] = 'keras-shiftinv'; import keras_shiftinv; "
+        "assert 'keras' not in sys.modules; import importlib.util; "
+        "assert importlib.util.find_spec('keras')",
+        # A module of the package imports Keras while half-imported.
+        "from keras_shiftinv import filters",
+    ],
+)
+def test_importing_the_package_registers_its_layers_however_started(first):
+    code = (
+        f"import sys; {first}; import keras; "
+        "print([keras.saving.get_registered_object('keras_shiftinv>' + name) "
+        "for name in ('BlurPool2D', 'ShiftInvariantDown', 'LowPass', 'CyclicLR')])"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         env=subprocess_env(),
@@ -89,5 +95,20 @@ def test_importing_the_package_registers_its_layers_however_started():
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "None" not in result.stdout
-    assert len(result.stdout.splitlines()) == 4
+    assert result.stdout.count("<class 'keras_shiftinv.") == 4, result.stdout
+
+
+def test_no_test_module_imports_another():
+    # Shared helpers live in helper modules and fixtures in conftest.py: importing
+    # a test module would collect its tests twice and tie the two files together.
+    offenders = []
+    for path in ROOT.glob("tests/**/*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            if any(name.split(".")[-1].startswith("test_") for name in names):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders
