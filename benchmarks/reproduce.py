@@ -54,10 +54,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # The shared modules of the benchmarks folder (there when this file runs as a
-# script, not when it is loaded by path, as the tests do) and the package.
+# script, not when it is loaded by path, as the tests do). The package is imported
+# as installed (`pip install -e .`).
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
 
 import tensorflow as tf  # noqa: E402
 from reproduction import plan, report, seeds  # noqa: E402

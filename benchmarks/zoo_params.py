@@ -11,12 +11,8 @@ head (the original networks; slow: 130M weights each).
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import zoo  # noqa: E402
+import zoo
 
 COLUMNS = [(v, {"variant": v}) for v in zoo.VARIANTS] + [
     (f"{v} + aps order", {"variant": v, "polyphase_order": "aps"})

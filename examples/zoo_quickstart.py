@@ -10,16 +10,12 @@ rolled, while the baseline's do. Reads Fashion-MNIST with `keras_shiftinv.data`
 """
 
 import argparse
-import os
-import sys
 
 import keras
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import zoo  # noqa: E402
-from keras_shiftinv import data  # noqa: E402
+import zoo
+from keras_shiftinv import data
 
 
 def load(split, count, random, data_dir):

@@ -1,6 +1,5 @@
 import gzip
 import os
-import struct
 import sys
 
 import numpy as np
@@ -9,23 +8,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from keras_shiftinv import data  # noqa: E402
+from tests.training_helpers import write_idx  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
-
-
-def _idx_bytes(array):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_idx(folder, prefix, images, labels, gz):
-    ext = ".gz" if gz else ""
-    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-        path = os.path.join(folder, f"{prefix}-{kind}-ubyte{ext}")
-        opener = gzip.open if gz else open
-        with opener(path, "wb") as f:
-            f.write(_idx_bytes(array))
 
 
 def _idx_folder(tmp_path, gz=True, n_train=10, n_test=4):
@@ -34,7 +19,7 @@ def _idx_folder(tmp_path, gz=True, n_train=10, n_test=4):
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, (n, 5, 6), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)
-        _write_idx(tmp_path, prefix, images, labels, gz)
+        write_idx(tmp_path, prefix, images, labels, gz)
         arrays[prefix] = (images, labels)
     return arrays
 
@@ -115,7 +100,7 @@ def test_corrupt_idx_file_is_a_clear_error(tmp_path, gz, kind, message):
 
 def test_idx_label_count_mismatch(tmp_path):
     arrays = _idx_folder(tmp_path)
-    _write_idx(tmp_path, "train", arrays["train"][0], arrays["train"][1][:-1], True)
+    write_idx(tmp_path, "train", arrays["train"][0], arrays["train"][1][:-1], True)
     with pytest.raises(ValueError, match="10 images but .* 9 labels"):
         data.load("mnist", "train", data_dir=str(tmp_path))
 

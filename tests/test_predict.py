@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from keras_shiftinv import cli
-from tests.test_export import CLASSES, SHAPE, images, tiny_model
+from tests.tiny_classifier import CLASSES, SHAPE, images, tiny_model
 from tests.training_helpers import subprocess_env
 
 pytestmark = pytest.mark.tf_only

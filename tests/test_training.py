@@ -202,10 +202,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    data_dir = write_image_folder(tmp_path / "data")
+def test_fit_under_mirrored_strategy_on_two_logical_cpus(image_folder, tmp_path):
     out = tmp_path / "run"
-    args = tiny_args(data_dir, out, 1, "--strategy", "mirrored")
+    args = tiny_args(image_folder, out, 1, "--strategy", "mirrored")
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED, *args],
         env=subprocess_env(),
@@ -224,11 +223,10 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert not any(layer.synchronized for layer in distribute.batch_norm_layers(model))
 
 
-def test_multiworker_strategy_two_workers_end_equal(tmp_path):
-    data_dir = write_image_folder(tmp_path / "data")
+def test_multiworker_strategy_two_workers_end_equal(image_folder, tmp_path):
     out = tmp_path / "run"
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    args = tiny_args(data_dir, out, 2, "--strategy", "multiworker")
+    args = tiny_args(image_folder, out, 2, "--strategy", "multiworker")
     procs = []
     for index in range(2):
         tf_config = {
@@ -308,10 +306,12 @@ def test_resume_after_sigkill_continues_and_logs_every_epoch_once(tmp_path):
     assert (out / "summary.json").exists() and not (out / "backup").exists()
 
 
-def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, capsys):
+def test_restart_after_the_last_epoch_only_evaluates(
+    image_folder, tmp_path, monkeypatch, capsys
+):
     from keras_shiftinv import cli
 
-    args = tiny_args(write_image_folder(tmp_path / "data"), tmp_path / "run", 1)
+    args = tiny_args(image_folder, tmp_path / "run", 1)
     out = tmp_path / "run"
     evaluate = training._evaluate
 
@@ -343,11 +343,11 @@ def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, caps
 
 
 def test_train_without_the_test_split_measures_nothing_there(
-    tmp_path, monkeypatch, capsys
+    image_folder, tmp_path, monkeypatch, capsys
 ):
     from keras_shiftinv import cli, evaluate
 
-    args = tiny_args(write_image_folder(tmp_path / "data"), tmp_path / "run", 1)
+    args = tiny_args(image_folder, tmp_path / "run", 1)
     train = training.train
 
     def not_called(*args, **kwargs):
