@@ -3,12 +3,10 @@ imported each other; the layer package was the project's utility drawer)."""
 
 import ast
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
-from tests.training_helpers import subprocess_env
+from tests.training_helpers import run_python
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -87,13 +85,7 @@ def test_importing_the_package_registers_its_layers_however_started(first):
         "print([keras.saving.get_registered_object('keras_shiftinv>' + name) "
         "for name in ('BlurPool2D', 'ShiftInvariantDown', 'LowPass', 'CyclicLR')])"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("<class 'keras_shiftinv.") == 4, result.stdout
 

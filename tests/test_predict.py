@@ -11,7 +11,7 @@ from PIL import Image
 
 from keras_shiftinv import cli
 from tests.tiny_classifier import CLASSES, SHAPE, images, tiny_model
-from tests.training_helpers import subprocess_env
+from tests.training_helpers import run_python, subprocess_env
 
 pytestmark = pytest.mark.tf_only
 
@@ -156,12 +156,6 @@ def test_importing_the_package_still_registers_its_layers():
         "import keras, keras_shiftinv; "
         "print(keras.saving.get_registered_object('keras_shiftinv>BlurPool2D'))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python(code)
     assert "BlurPool2D" in result.stdout, result.stderr[-2000:]
     assert keras.saving.get_registered_object("keras_shiftinv>BlurPool2D")

@@ -101,6 +101,17 @@ def cli_command(args):
     return [sys.executable, "-m", "keras_shiftinv", *args]
 
 
+def run_python(code, timeout=300):
+    """Runs `python -c CODE` in a fresh interpreter; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_cli(args, timeout=300, **env):
     """Runs `python -m keras_shiftinv ARGS` to the end; returns the CompletedProcess."""
     return subprocess.run(
