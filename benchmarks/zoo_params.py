@@ -13,10 +13,11 @@ head (the original networks; slow: 130M weights each).
 import argparse
 
 import zoo
+from keras_shiftinv.variants import MODULE_VARIANTS
 
 COLUMNS = [(v, {"variant": v}) for v in zoo.VARIANTS] + [
     (f"{v} + aps order", {"variant": v, "polyphase_order": "aps"})
-    for v in ("group", "conv3d")
+    for v in MODULE_VARIANTS
 ]
 
 

@@ -54,7 +54,7 @@ def __getattr__(name):
 
 
 # The modules that register classes with Keras (for loading saved models).
-_REGISTERING = ("layers", "initializers", "schedules")
+_REGISTERING = ("layers", "initializers", "schedules", "models")
 
 
 def _register():

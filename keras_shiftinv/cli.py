@@ -43,7 +43,7 @@ def _train_option(group, flag, help, name=None, **kwargs):
 
 def add_train_parser(parser):
     import zoo
-    from keras_shiftinv import schedules, train_config, validation
+    from keras_shiftinv import schedules, train_config, validation, variants
 
     parser.description = (
         "Train a zoo model with model.fit and report its test accuracy and shift "
@@ -72,13 +72,13 @@ def add_train_parser(parser):
         "--placement",
         "where group/conv3d put the module: replace the strided layer, or "
         "dense (the layer at stride 1, the module subsamples)",
-        choices=validation.PLACEMENTS,
+        choices=variants.PLACEMENTS,
     )
     _train_option(
         model,
         "--module-initializer",
         "group/conv3d modules start as BlurPool2D(filt-size) with 'lowpass'",
-        choices=[c for c in validation.MODULE_INITIALIZERS if c],
+        choices=[c for c in variants.MODULE_INITIALIZERS if c],
     )
     _train_option(
         model,
@@ -357,6 +357,7 @@ def add_predict_parser(parser):
 
 def add_convert_weights_parser(parser):
     import zoo
+    from zoo.blocks import TORCHVISION_VARIANTS
 
     parser.description = (
         "Load a PyTorch checkpoint (a state dict) of torchvision's or "
@@ -376,7 +377,7 @@ def add_convert_weights_parser(parser):
     parser.add_argument("--model", required=True, choices=zoo.list_models())
     parser.add_argument(
         "--variant",
-        choices=("baseline", "blur"),
+        choices=TORCHVISION_VARIANTS,
         help="baseline (torchvision) or blur (antialiased-cnns); default: blur if "
         "the checkpoint has blur filters",
     )

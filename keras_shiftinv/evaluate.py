@@ -67,8 +67,8 @@ from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.models import (
     is_functional,
     load_model,
-    outputs_probabilities,
     producer,
+    with_probabilities,
 )
 from keras_shiftinv.validation import standardize_choice, standardize_int
 
@@ -261,15 +261,6 @@ def _labelled(ds, info, source, model):
     )
 
 
-def _with_probabilities(model):
-    """`model`, or `model` followed by a softmax when its output is logits."""
-    if outputs_probabilities(model) is False:
-        return keras.Model(
-            model.inputs, keras.layers.Softmax(dtype="float32")(model.outputs[0])
-        )
-    return model
-
-
 def _names(sources):
     """Short unique names: file stems, with parent folders only where needed."""
     paths = [
@@ -350,7 +341,7 @@ def measure(
     standardize_choice(shift, "shift", metrics.MODES)
     for name in names:
         standardize_choice(name, "names", MEASURES)
-    model = _with_probabilities(model)
+    model = with_probabilities(model)
     common = {"mode": shift, "batch_size": batch_size}
     random = {"max_shift": max_shift, "samples": samples, "seed": seed}
 
@@ -562,9 +553,9 @@ def _initial_weights(source):
     """The weights a model saved by the train command started from, if known."""
     if isinstance(source, keras.Model):
         return None
-    from keras_shiftinv.run_folder import INITIAL_WEIGHTS
+    from keras_shiftinv.run_folder import RunFolder
 
-    path = os.path.join(os.path.dirname(os.fspath(source)), INITIAL_WEIGHTS)
+    path = RunFolder.of_model(source).initial_weights
     return path if os.path.exists(path) else None
 
 

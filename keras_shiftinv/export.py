@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.data import fit_images
 from keras_shiftinv.input_fit import fitted_shape
-from keras_shiftinv.models import outputs_probabilities
+from keras_shiftinv.models import with_probabilities
 from keras_shiftinv.validation import standardize_int
 
 SIGNATURE_NAME = "serving_default"
@@ -162,15 +162,7 @@ def export_for_serving(
     model_input, _ = _single_io(model)
     target = version_dir(base_dir, version, overwrite)
     base_dir, version = os.path.split(target)
-    if from_logits is None:
-        probabilities = outputs_probabilities(model)
-        if probabilities is None:
-            raise ValueError(
-                f"Cannot tell whether model {model.name!r} outputs probabilities "
-                "or logits from its last layer. Pass from_logits=True (export adds "
-                "a softmax) or from_logits=False."
-            )
-        from_logits = not probabilities
+    model = with_probabilities(model, from_logits, strict=True)
 
     image_shape = (None, *model_input.shape[1:])
     source, options = _source_size(model_input.shape[1:], input_fit)
@@ -201,8 +193,7 @@ def export_for_serving(
                 )
         images = tf.ensure_shape(images, image_shape)
         outputs = model(tf.cast(images, model_input.dtype), training=False)
-        outputs = tf.cast(outputs, tf.float32)
-        probabilities = tf.nn.softmax(outputs) if from_logits else outputs
+        probabilities = tf.cast(outputs, tf.float32)
         classes = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "classes": classes}
 

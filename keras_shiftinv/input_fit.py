@@ -18,14 +18,12 @@ Rescaling to [0, 1] is the model's own first layer.
 """
 
 import json
-import os
 
+from keras_shiftinv.run_folder import RunFolder
 from keras_shiftinv.validation import standardize_pair
 
 # Source image size -> the input size the train command gives it.
 PAD_RULES = {(28, 28): (32, 32)}
-
-CONFIG_FILE = "config.json"
 
 
 def fit_options(
@@ -107,7 +105,7 @@ def record(image_shape, options):
 
 def _run_config(model_path):
     """The config.json of the run folder holding `model_path`, or None."""
-    path = os.path.join(os.path.dirname(os.fspath(model_path)), CONFIG_FILE)
+    path = RunFolder.of_model(model_path).config
     try:
         with open(path) as f:
             config = json.load(f)

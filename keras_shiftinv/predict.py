@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_shiftinv import data, input_fit
-from keras_shiftinv.models import load_model, outputs_probabilities
+from keras_shiftinv.models import load_model, with_probabilities
+from keras_shiftinv.run_folder import RunFolder
 
 
 def _saved_model_dir(path):
@@ -51,18 +52,16 @@ class _Classifier:
             self.input_shape = tuple(spec.shape[1:])
             self._predict = lambda images: serve(images)["probabilities"].numpy()
             return
-        model = load_model(model_path)
+        model = with_probabilities(load_model(model_path))
         self.input_shape = tuple(model.inputs[0].shape[1:])
-        softmax = outputs_probabilities(model) is False
         dtype = model.inputs[0].dtype
 
         def predict(images):
             outputs = model(tf.cast(images, dtype), training=False)
-            outputs = tf.nn.softmax(outputs) if softmax else outputs
             return tf.cast(outputs, tf.float32).numpy()
 
         self._predict = predict
-        config = os.path.join(os.path.dirname(model_path), "config.json")
+        config = RunFolder.of_model(model_path).config
         if os.path.isfile(config):
             with open(config) as f:
                 self.class_names = json.load(f).get("class_names") or None

@@ -10,6 +10,7 @@ import markdown_sections
 
 from keras_shiftinv import evaluate, plots
 from keras_shiftinv.models import load_model
+from keras_shiftinv.run_folder import RunFolder
 
 from . import measure
 from .plan import (
@@ -63,7 +64,7 @@ def equivariance_entries(records, settings, out_dir, data_dir):
             images = measure.test_images(
                 settings.equivariance_images, settings.batch_size, data_dir
             )
-            model_path = os.path.join(record["train_config"]["out"], "best.keras")
+            model_path = RunFolder(record["train_config"]["out"]).best_model
             layers = evaluate.layer_equivariance(
                 load_model(model_path),
                 images,
