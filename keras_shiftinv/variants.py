@@ -121,7 +121,7 @@ class VariantPolicy:
             pad_mode = "zero" if variant in MODULE_VARIANTS else "reflect"
         if pad_modes is None:
             pad_modes = CONV_PAD_MODES if variant in MODULE_VARIANTS else PAD_MODES
-        policy = cls(
+        return cls(
             variant=variant,
             pad_mode=standardize_choice(pad_mode, "pad_mode", pad_modes),
             filt_size=standardize_filt_size(filt_size),
@@ -136,10 +136,9 @@ class VariantPolicy:
                 module_lowpass_penalty, "module_lowpass_penalty"
             ),
         )
-        policy._check()
-        return policy
 
-    def _check(self):
+    def __post_init__(self):
+        # The rules that tie the options together.
         if self.polyphase_order == "aps" and not self.uses_modules:
             raise ValueError(
                 "`polyphase_order='aps'` applies to the variants 'group' and "

@@ -16,7 +16,7 @@ class BaseLayer2D(keras.layers.Layer):
     - `__init__` standardises the layer's own arguments, then passes
       `data_format` and the rest to this class;
     - `_compute(inputs)` is the computation on a batch (with `keras.ops`);
-    - `_output_shape(shape)` maps the input shape (a list) to the output shape;
+    - `output_shape_for(shape)` maps the input shape (a list) to the output shape;
       by default each spatial size `n` becomes `ceil(n / strides)`, which
       subsampling layers output;
     - `config_names` lists the arguments `get_config` stores, in order;
@@ -56,13 +56,13 @@ class BaseLayer2D(keras.layers.Layer):
     def _compute(self, inputs):
         raise NotImplementedError
 
-    def _output_shape(self, shape):
+    def output_shape_for(self, shape):
         return downsampled_shape(shape, self.strides, self.data_format)
 
     def compute_output_shape(self, input_shape):
         # Known before the channels are.
         shape = self._image_shape(input_shape, need_channels=False)
-        return tuple(self._output_shape(list(shape)))
+        return tuple(self.output_shape_for(list(shape)))
 
     def get_config(self):
         config = super().get_config()

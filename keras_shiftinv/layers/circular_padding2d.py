@@ -67,7 +67,7 @@ class CircularPadding2D(BaseLayer2D):
     def _compute(self, inputs):
         return si_ops.pad2d(inputs, self.padding, "circular", self.data_format)
 
-    def _output_shape(self, shape):
+    def output_shape_for(self, shape):
         for axis, pad in zip(spatial_axes(self.data_format), self.padding, strict=True):
             if shape[axis] is not None:
                 shape[axis] += sum(pad)

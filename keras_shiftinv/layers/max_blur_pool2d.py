@@ -89,11 +89,11 @@ class MaxBlurPool2D(BaseLayer2D):
             self.data_format,
         )
 
-    def _output_shape(self, shape):
+    def output_shape_for(self, shape):
         # The dense max pool (stride 1, VALID) comes first.
         for axis, pool in zip(
             spatial_axes(self.data_format), self.pool_size, strict=True
         ):
             if shape[axis] is not None:
                 shape[axis] -= pool - 1
-        return super()._output_shape(shape)
+        return super().output_shape_for(shape)

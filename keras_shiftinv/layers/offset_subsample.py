@@ -81,8 +81,8 @@ class OffsetSubsample(BaseLayer2D):
             outputs, self.strides, size, self.data_format
         )
 
-    def _output_shape(self, shape):
-        shape = super()._output_shape(shape)
+    def output_shape_for(self, shape):
+        shape = super().output_shape_for(shape)
         axis = channel_axis(self.data_format)
         if shape[axis] is not None:
             shape[axis] *= self.strides[0] * self.strides[1]

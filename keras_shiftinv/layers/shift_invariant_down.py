@@ -233,8 +233,8 @@ class ShiftInvariantDown(BaseLayer2D):
             self.data_format,
         )
 
-    def _output_shape(self, shape):
-        shape = super()._output_shape(shape)
+    def output_shape_for(self, shape):
+        shape = super().output_shape_for(shape)
         shape[channel_axis(self.data_format)] = self.filters
         return shape
 
