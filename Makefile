@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[tf-cpu,dev,interop]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[tf-cpu,dev,interop,deploy]"
 	touch $@
 
 # The quick Fashion-MNIST run (installs the data with apt-get if missing and root);

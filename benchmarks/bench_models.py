@@ -6,12 +6,17 @@ TensorFlow's CPU), visiting the variants round robin so that a change of machine
 hits all of them alike. Reports medians, and each variant's step time relative to
 "baseline". With --write, replaces the `bench_models` section of BENCHMARKS.md.
 
+Runs on the backend of KERAS_BACKEND: TensorFlow without XLA by default
+(`--jit-compile true`: with XLA, Keras' `compile(jit_compile=True)`), JAX always
+compiled by XLA, torch eagerly. The config "cifar-w8" is issue 24's: CIFAR stem,
+width 1/8, batch 32.
+
 With --references, each variant that has a PyTorch counterpart is also timed against
 it, in the same round robin and process, with `torch.set_num_threads` set to the
 threads TensorFlow runs ops on: "baseline" against torchvision's network in plain
-torch.nn (`zoo.torch_reference`), "blur" against antialiased-cnns (random weights),
-"aps" against `zoo.torch_reference` with its `APS` layer; same input, batch,
-optimizer (SGD, momentum 0.9) and cross-entropy. The forward pass is in eval mode
+torch.nn (`tests.zoo.torch_reference`), "blur" against antialiased-cnns (random
+weights), "aps" against `tests.zoo.torch_reference` with its `APS` layer; same input,
+batch, optimizer (SGD, momentum 0.9) and cross-entropy. The forward pass is in eval mode
 under `torch.no_grad`, the train step is forward, backward and optimizer step.
 With --memory, each variant's train step also runs in a fresh process, which
 reports its peak resident memory and that peak minus its resident memory after the
@@ -26,6 +31,8 @@ model), and the times are summed per layer class (section `bench_models_layers`)
     python benchmarks/bench_models.py --references --memory --write BENCHMARKS.md
     python benchmarks/bench_models.py --flops --write BENCHMARKS.md  # counts only
     python benchmarks/bench_models.py --layers --models resnet18 --configs imagenet
+    KERAS_BACKEND=jax python benchmarks/bench_models.py --models resnet18 \
+        --configs cifar-w8 --variants group group-aps group-dense-lowpass aps blur
 """
 
 import argparse
@@ -58,11 +65,16 @@ import zoo  # noqa: E402
 CONFIGS = {
     "imagenet": (224, 16, {}),
     "cifar": (32, 128, {"stem": "cifar"}),
+    "cifar-w8": (32, 32, {"stem": "cifar", "width_multiplier": 1 / 8}),
 }
 # Variants of the benchmark beyond the zoo's: name -> (zoo variant, options).
 BENCH_VARIANTS = {
     "group-aps": ("group", {"polyphase_order": "aps"}),
     "conv3d-aps": ("conv3d", {"polyphase_order": "aps"}),
+    "group-dense-lowpass": (
+        "group",
+        {"placement": "dense", "module_initializer": "lowpass"},
+    ),
 }
 # variant: what it is timed against with --references
 REFERENCES = {
@@ -85,7 +97,20 @@ def batch_data(size, batch, num_classes):
     return x, rng.integers(0, num_classes, batch)
 
 
-def build(name, variant, size, options, num_classes):
+def default_jit_compile():
+    """Keras' `jit_compile` the benchmark uses unless told: XLA on JAX (without
+    it Keras runs JAX eagerly, op by op), not on TensorFlow (slower on its CPU)
+    nor torch (`torch.compile`)."""
+    return keras.backend.backend() == "jax"
+
+
+def backend_name(jit_compile):
+    """ "tensorflow", "tensorflow+XLA", "jax" or "torch"."""
+    backend = keras.backend.backend()
+    return f"{backend}+XLA" if jit_compile and backend == "tensorflow" else backend
+
+
+def build(name, variant, size, options, num_classes, jit_compile=None):
     if not zoo.model_spec(name).has_stem:
         options = {k: v for k, v in options.items() if k != "stem"}
     variant, extra = BENCH_VARIANTS.get(variant, (variant, {}))
@@ -100,7 +125,7 @@ def build(name, variant, size, options, num_classes):
     model.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
         loss="sparse_categorical_crossentropy",
-        jit_compile=False,
+        jit_compile=default_jit_compile() if jit_compile is None else jit_compile,
     )
     return model
 
@@ -136,7 +161,7 @@ def reference_model(name, variant, options, num_classes):
         return None
     from torch import nn
 
-    from zoo import torch_reference
+    from tests.zoo import torch_reference
 
     resnet = name.startswith("resnet")
     stem = options.get("stem", "imagenet")
@@ -205,23 +230,37 @@ def memory_mib():
         return peak, peak
 
 
-def memory_child(name, config, variant, num_classes, size, batch, steps):
+def memory_child(
+    name, config, variant, num_classes, size, batch, steps, jit_compile=None
+):
     """In a fresh process (after the imports): builds the model and runs `steps`
     train steps; returns the peak resident memory and the one after the imports."""
     imports = memory_mib()[0]
     size, batch, options = setting(config, size, batch)
-    model = build(name, variant, size, options, num_classes)
+    model = build(name, variant, size, options, num_classes, jit_compile)
     x, y = batch_data(size, batch, num_classes)
     for _ in range(steps):
         model.train_on_batch(x, y)
     return {"imports_mib": imports, "peak_mib": memory_mib()[1]}
 
 
-def peak_memory(name, config, variant, num_classes, size=None, batch=None, steps=2):
-    """`memory_child` in a fresh Python process running this script."""
+def peak_memory(
+    name,
+    config,
+    variant,
+    num_classes,
+    size=None,
+    batch=None,
+    steps=2,
+    jit_compile=None,
+):
+    """`memory_child` in a fresh Python process running this script (on the
+    backend of KERAS_BACKEND, which it inherits)."""
     command = [sys.executable, os.path.abspath(__file__), "--memory-child"]
     command += ["--models", name, "--configs", config, "--variants", variant]
     command += ["--num-classes", str(num_classes), "--steps", str(steps)]
+    if jit_compile is not None:
+        command += ["--jit-compile", str(bool(jit_compile)).lower()]
     for option, value in (("--size", size), ("--batch", batch)):
         if value:
             command += [option, str(value)]
@@ -240,11 +279,16 @@ def bench(
     batch=None,
     references=False,
     memory=False,
+    jit_compile=None,
 ):
     """One row per variant (the first one is the baseline of the ratios)."""
+    if jit_compile is None:
+        jit_compile = default_jit_compile()
     size, batch, options = setting(config, size, batch)
     x, y = batch_data(size, batch, num_classes)
-    models = {v: build(name, v, size, options, num_classes) for v in variants}
+    models = {
+        v: build(name, v, size, options, num_classes, jit_compile) for v in variants
+    }
     # variant -> {measure: step function}, all timed round robin
     runs = {
         v: {
@@ -286,6 +330,7 @@ def bench(
         row = {
             "model": name,
             "config": f"{config}, {size}x{size}, batch {batch}",
+            "backend": backend_name(jit_compile),
             "variant": variant,
             "params": params,
             "train_step_ms": 1000 * m["train"],
@@ -307,7 +352,9 @@ def bench(
         rows.append(row)
     if memory:
         for row in rows:
-            peak = peak_memory(name, config, row["variant"], num_classes, size, batch)
+            peak = peak_memory(
+                name, config, row["variant"], num_classes, size, batch, 2, jit_compile
+            )
             row["peak_rss_mib"] = peak["peak_mib"]
             row["peak_mib"] = peak["peak_mib"] - peak["imports_mib"]
         for row in rows:
@@ -378,6 +425,7 @@ def layer_breakdown(name, config, variants, steps, num_classes):
 COLUMNS = (
     ("model", "model", "{}"),
     ("config, input, batch", "config", "{}"),
+    ("backend", "backend", "{}"),
     ("variant", "variant", "{}"),
     ("params", "params", "{:,}"),
     ("forward (ms/batch)", "infer_ms", "{:.0f}"),
@@ -476,6 +524,12 @@ def main():
     parser.add_argument("--size", type=int, help="input size instead of the config's")
     parser.add_argument("--batch", type=int, help="batch size instead of the config's")
     parser.add_argument(
+        "--jit-compile",
+        choices=["true", "false"],
+        help="Keras' jit_compile (XLA) for the train and predict steps; default: "
+        "true on JAX, false on TensorFlow and torch",
+    )
+    parser.add_argument(
         "--references",
         action="store_true",
         help="also time the PyTorch references (torch.nn, antialiased_cnns, APS)",
@@ -506,6 +560,9 @@ def main():
     # What `peak_memory` runs: one model, config and variant; prints JSON.
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    jit_compile = default_jit_compile()
+    if args.jit_compile is not None:
+        jit_compile = args.jit_compile == "true"
     if args.memory_child:
         peak = memory_child(
             args.models[0],
@@ -515,6 +572,7 @@ def main():
             args.size,
             args.batch,
             args.steps,
+            jit_compile,
         )
         print(json.dumps(peak))
         return
@@ -572,7 +630,9 @@ def main():
             f"- Medians of {args.steps} steps after {args.warmup} warm-up steps, "
             f"variants timed round robin; {args.num_classes} classes, default options "
             "(zero padding, filt_size 4, fixed polyphase order; the ImageNet stem conv "
-            'is strided except in "aps"), SGD with momentum, no XLA. Inference is '
+            'is strided except in "aps"), SGD with momentum, '
+            f"{'XLA' if jit_compile else 'no XLA'} (backend {backend_name(jit_compile)}"
+            f", Keras `jit_compile={jit_compile}`). Inference is "
             "`predict_on_batch` on the same batch. CPU time is that of all the "
             "process's threads: steadier than wall time when other jobs share the "
             "cores."
@@ -615,6 +675,7 @@ def main():
                     args.batch,
                     args.references,
                     args.memory,
+                    jit_compile,
                 )
         body = table(rows)
     text = "\n".join(
@@ -622,13 +683,18 @@ def main():
             title,
             "",
             f"- Date: {datetime.date.today().isoformat()}; machine: {machine()}.",
-            f"- Threads: TensorFlow runs each op on {tf_threads()} (intra-op)"
+            (
+                f"- Threads: TensorFlow runs each op on {tf_threads()} (intra-op)"
+                if keras.backend.backend() == "tensorflow"
+                else f"- Threads: {keras.backend.backend()}'s default, {nproc()} cores"
+            )
             + (
                 f"; PyTorch `torch.set_num_threads({tf_threads()})`."
                 if args.references
                 else "."
             ),
-            f"- Command: `python {' '.join(sys.argv)}` ({time.time() - start:.0f} s; "
+            f"- Command: `KERAS_BACKEND={keras.backend.backend()} python "
+            f"{' '.join(sys.argv)}` ({time.time() - start:.0f} s; "
             f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at "
             "the end).",
             method,

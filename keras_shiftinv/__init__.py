@@ -5,6 +5,8 @@ import importlib.abc
 import importlib.util
 import sys
 
+from keras_shiftinv._install import check_backend
+
 __version__ = "0.1.0"
 
 # Public names and where they live (None: the module itself).
@@ -80,6 +82,10 @@ class _RegisterWithKeras(importlib.abc.MetaPathFinder):
         tracked = name.startswith(f"{__name__}.") and not name.endswith("__main__")
         if name != "keras" and not tracked:
             return None
+        if name == "keras":
+            # Keras' backend missing: one line saying what to install, not the
+            # backend's ModuleNotFoundError deep inside Keras.
+            check_backend()
         # The other finders answer (TensorFlow also asks, only to look).
         sys.meta_path.remove(self)
         try:

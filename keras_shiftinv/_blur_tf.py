@@ -217,7 +217,7 @@ def _add_gathered(y, terms):
     stacked = tf.concat([tf.zeros_like(flat[0][:, :1]), *flat], axis=1)
     rows = np.cumsum([1] + [len(p) for p in positions])
     correction = None
-    for start, pixels in zip(rows, positions, strict=False):
+    for start, pixels in zip(rows[:-1], positions, strict=True):
         read = np.zeros(len(border), "int32")
         read[np.searchsorted(border, pixels)] = start + np.arange(len(pixels))
         term = tf.gather(stacked, read, axis=1)

@@ -160,20 +160,45 @@ def multiworker_fit(model):
             object.__setattr__(model, "_maybe_symbolic_build", overridden)
 
 
+def _tf_in_xla_context():
+    """Whether TensorFlow traces now for XLA (inside a `tf.function(jit_compile=
+    True)`, as Keras' `compile(jit_compile=True)` makes, and as Keras does for
+    TensorFlow on a GPU by default): only TensorFlow's private API shows the XLA
+    control-flow context. None when this TensorFlow lacks that API."""
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return None
+    in_xla = getattr(control_flow_util, "GraphOrParentsInXlaContext", None)
+    get_graph = getattr(tf_ops, "get_default_graph", None)
+    if in_xla is None or get_graph is None:
+        return None
+    return bool(in_xla(get_graph()))
+
+
+def compiling_with_xla():
+    """Whether the ops being traced now will be compiled by XLA: always on JAX;
+    on TensorFlow, inside an XLA-compiled `tf.function`. Used to choose between
+    formulations that compute the same values, so when this TensorFlow lacks the
+    private API the answer is False: the formulation for TensorFlow without XLA."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    return backend == "tensorflow" and bool(_tf_in_xla_context())
+
+
 def tf_may_update_in_place():
     """Whether TensorFlow code being run or traced now may use ops that only
     TensorFlow's own runtime executes (`tf.raw_ops.InplaceAdd`): a gradient tape
     records, as in a training step (Keras' `export` formats and its inference
     functions are traced without one, so their graphs never hold such ops), and no
-    enclosing `tf.function` compiles with XLA (`jit_compile=True`, which Keras also
-    turns on for TensorFlow on a GPU), which rejects them.
-
-    TensorFlow has no public test for either: both read private TensorFlow modules.
-    """
-    from tensorflow.python.eager import record
-    from tensorflow.python.framework import ops
-    from tensorflow.python.ops import control_flow_util
-
+    enclosing `tf.function` compiles with XLA, which rejects them. Both tests read
+    private TensorFlow modules; without them the answer is False (portable ops)."""
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:
+        return False
     if not record.could_possibly_record():
         return False
-    return not control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+    return _tf_in_xla_context() is False

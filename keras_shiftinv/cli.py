@@ -11,9 +11,11 @@ prints them as one `error: ...` line and exits with status 2, without a tracebac
 
 import argparse
 import dataclasses
+import shutil
 import sys
 
 from keras_shiftinv import __version__
+from keras_shiftinv.deploy import FORMATS, ExportCheckError
 
 
 def train_defaults():
@@ -246,6 +248,11 @@ def add_evaluate_parser(parser):
     parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--out", default=defaults["out_dir"], help="report folder")
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report of an earlier evaluation in --out",
+    )
+    parser.add_argument(
         "--verbose", type=int, default=defaults["verbose"], choices=(0, 1)
     )
     parser.set_defaults(run=run_evaluate)
@@ -269,6 +276,7 @@ def run_evaluate(args):
         seed=args.seed,
         batch_size=args.batch_size,
         verbose=args.verbose,
+        overwrite=args.overwrite,
     )
     print(evaluate.markdown(report))
     print(f"Report written to {args.out}/ (report.json, report.md, PNG plots).")
@@ -276,25 +284,39 @@ def run_evaluate(args):
 
 def add_export_parser(parser):
     parser.description = (
-        "Write a saved Keras model as a SavedModel in TF Serving's layout, "
-        "OUT/VERSION/, with a serving_default signature: uint8 images [batch, "
-        "height, width, channels] in ('images'), 'probabilities' (float32) and "
-        "'classes' (int64) out. An existing version is never replaced without "
-        "--overwrite."
+        "Write a saved Keras model for serving: by default a SavedModel in TF "
+        "Serving's layout, OUT/VERSION/, or with --format an ONNX, LiteRT or "
+        "OpenVINO file. Every format takes uint8 images [batch, height, width, "
+        "channels] ('images') and returns 'probabilities' (float32) and "
+        "'classes' (int64); the written model is then run in its runtime and "
+        "compared with Keras, and the command fails, leaving nothing behind, if "
+        "it does not run or does not match. An existing version or file is never "
+        "replaced without --overwrite."
     )
     parser.add_argument("--model", required=True, metavar="PATH", help=".keras file")
     parser.add_argument(
+        "--format",
+        default="saved_model",
+        choices=FORMATS,
+        help="saved_model (default): TF Serving; onnx: onnxruntime; litert: "
+        "LiteRT (TensorFlow Lite) builtin ops; openvino: an IR .xml and .bin "
+        '(ONNX, LiteRT and OpenVINO need: pip install "keras-shiftinv[deploy]")',
+    )
+    parser.add_argument(
         "--out",
         required=True,
-        metavar="BASE_DIR",
-        help="model base directory, e.g. models/fmnist (TF Serving's "
-        "--model_base_path)",
+        metavar="PATH",
+        help="saved_model: the model base directory, e.g. models/fmnist (TF "
+        "Serving's --model_base_path); the other formats: the file, e.g. "
+        "fmnist.onnx, fmnist.tflite, fmnist.xml",
     )
     parser.add_argument(
-        "--version", type=int, help="version number (default: the next free one)"
+        "--version",
+        type=int,
+        help="saved_model: version number (default: the next free one)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing version"
+        "--overwrite", action="store_true", help="replace an existing version or file"
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -317,26 +339,73 @@ def add_export_parser(parser):
 def run_export(args):
     import os
 
-    from keras_shiftinv.export import export_for_serving, version_dir
-    from keras_shiftinv.input_fit import recorded
+    from keras_shiftinv import deploy
     from keras_shiftinv.models import load_model
+
+    if args.format != "saved_model":
+        if args.version is not None:
+            raise ValueError(
+                f"--version numbers TF Serving's versions: it applies to --format "
+                f"saved_model only. Received: --format {args.format} --version "
+                f"{args.version}"
+            )
+        # Before the model is loaded: a bad --out or a missing runtime fails at once.
+        deploy.check_path(args.out, args.format, args.overwrite)
+        _require_runtime(deploy, args.format)
+        path = deploy.export_artifact(
+            load_model(args.model),
+            args.out,
+            args.format,
+            overwrite=args.overwrite,
+            from_logits=args.from_logits,
+        )
+        print(
+            f"{args.format} model written to {path}, checked in "
+            f"{deploy.PACKAGES[args.format][-1]} against Keras (probabilities "
+            f"within {deploy.TOLERANCE:g})."
+        )
+        return
+
+    from keras_shiftinv.export import export_for_serving, version_dir
+    from keras_shiftinv.input_fit import recorded, recorded_class_names
+    from keras_shiftinv.models import is_logits
 
     # Before the model is loaded: a --out that cannot be written fails at once.
     target = version_dir(args.out, args.version, args.overwrite)
+    model = load_model(args.model)
     path = export_for_serving(
-        load_model(args.model),
+        model,
         target,
         overwrite=args.overwrite,
         from_logits=args.from_logits,
         input_fit=recorded(args.model),
+        class_names=recorded_class_names(args.model),
     )
+    try:
+        deploy.verify(
+            deploy.load_runtime(path, "saved_model"),
+            model,
+            is_logits(model, args.from_logits, strict=True),
+            "saved_model",
+        )
+    except deploy.ExportCheckError:
+        # TF Serving must not pick up a version that gives other answers.
+        shutil.rmtree(path, ignore_errors=True)
+        raise
     print(
-        f"SavedModel written to {path}\n"
+        f"SavedModel written to {path}, checked in TensorFlow against Keras.\n"
         "Inspect: saved_model_cli show --all --dir " + path + "\n"
         "Serve:   tensorflow_model_server --rest_api_port=8501 "
         f"--model_name={os.path.basename(os.path.dirname(path))} "
         f"--model_base_path={os.path.dirname(path)}"
     )
+
+
+def _require_runtime(deploy, format):
+    try:
+        deploy.require(format)
+    except ImportError as error:
+        raise ValueError(str(error)) from error
 
 
 def add_predict_parser(parser):
@@ -415,22 +484,29 @@ def run_convert_weights(args):
     import numpy as np
 
     import zoo
+    from keras_shiftinv._files import FileLock, atomic_path
+    from keras_shiftinv._paths import check_writable_dir
     from keras_shiftinv.models import load_model
 
     if not args.out.endswith(".keras"):
         raise ValueError(f"--out must end with .keras. Received: {args.out!r}")
-    if os.path.exists(args.out) and not args.overwrite:
-        raise ValueError(f"{args.out!r} exists: pass --overwrite to replace it.")
-    model = zoo.convert_checkpoint(
-        args.source,
-        args.model,
-        variant=args.variant,
-        filt_size=args.filt_size,
-        batch_norm=args.batch_norm,
-        image_size=args.image_size,
-    )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    model.save(args.out)
+    folder = os.path.dirname(os.path.abspath(args.out))
+    check_writable_dir(folder, "--out")
+    os.makedirs(folder, exist_ok=True)
+    with FileLock(args.out + ".lock", f"The model file {args.out!r}", "--out"):
+        if os.path.exists(args.out) and not args.overwrite:
+            raise ValueError(f"{args.out!r} exists: pass --overwrite to replace it.")
+        model = zoo.convert_checkpoint(
+            args.source,
+            args.model,
+            variant=args.variant,
+            filt_size=args.filt_size,
+            batch_norm=args.batch_norm,
+            image_size=args.image_size,
+        )
+        # A kill or a full disk leaves the previous file, not a truncated one.
+        with atomic_path(args.out) as path:
+            model.save(path)
     size = (args.image_size, args.image_size)
     if args.image:
         image = keras.utils.img_to_array(
@@ -482,7 +558,10 @@ COMMANDS = {
         add_train_parser,
     ),
     "evaluate": ("shift-robustness report of saved models", add_evaluate_parser),
-    "export": ("SavedModel for TensorFlow Serving", add_export_parser),
+    "export": (
+        "SavedModel for TensorFlow Serving, or ONNX, LiteRT, OpenVINO",
+        add_export_parser,
+    ),
     "predict": ("classify image files with a trained model", add_predict_parser),
     "models": ("list the zoo's models and variants", add_models_parser),
     "convert-weights": (
@@ -517,12 +596,27 @@ def main(argv=None):
     # The first word that is not an option is the command (the top-level options
     # take no value).
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command in COMMANDS:
+        # Before any work (and before the options, which import Keras): a missing
+        # module is one line saying what to install, not a traceback at the end.
+        from keras_shiftinv import _install
+
+        absent = _install.missing(_install.COMMAND_MODULES[command])
+        if absent:
+            print(
+                f"error: {_install.message(absent, f'the {command} command')}",
+                file=sys.stderr,
+            )
+            return 2
     args = build_parser([command]).parse_args(argv)
     try:
         args.run(args)
     except ValueError as error:  # bad values, missing data (DataNotFoundError)
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ExportCheckError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         resume = (
             ": run the same command again to continue from the last finished epoch"

@@ -54,7 +54,8 @@ _PER_PIXEL = _NONLINEAR + (
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """One line of the report of `antialias`: what happened to one layer call.
+    """One line of the report of `antialias`: what happened to one layer (to
+    each of its calls, for a shared layer whose calls changed differently).
 
     Attributes:
         layer: name of the original layer; "outer/inner" inside a nested model.
@@ -333,14 +334,31 @@ def _shift_invariant_down_misfit(conv):
     return None
 
 
+# Inserted layers that pad their input: a symbolic call does not check that the
+# padding fits the map (reflect needs a map larger than the padding), a call on
+# zeros of the map's shape does.
+_PADDING_LAYERS = (
+    si_layers.BlurPool2D,
+    si_layers.MaxBlurPool2D,
+    si_layers.PolyphaseDown2D,
+    si_layers.ShiftInvariantDown,
+)
+
+
 def _call_new(layer, source, *args, **kwargs):
-    """Calls a layer put in for `source`; a failure names `source`."""
+    """Calls a layer put in for `source`; a failure names `source`, and a layer
+    whose padding does not fit the map fails here, not when the model runs."""
     try:
-        return layer(*args, **kwargs)
+        outputs = layer(*args, **kwargs)
+        shape = tuple(args[0].shape) if hasattr(args[0], "shape") else ()
+        if isinstance(layer, _PADDING_LAYERS) and None not in shape[1:]:
+            layer.call(keras.ops.zeros((1, *shape[1:]), layer.compute_dtype))
+        return outputs
     except ValueError as error:
         raise ValueError(
             f"antialias(): {type(layer).__name__} {layer.name!r}, put in for "
-            f"{source.name!r} ({type(source).__name__}), fails on its input: {error}"
+            f"{source.name!r} ({type(source).__name__}), fails on its input "
+            f"{tuple(args[0].shape)}: {error} Or pass exclude=[{source.name!r}]."
         ) from error
 
 
@@ -535,14 +553,15 @@ class _Converter:
         return outputs
 
     def _record(self, layer, prefix, action, new_layers=()):
-        self.report.append(
-            Change(
-                f"{prefix}{layer.name}",
-                type(layer).__name__,
-                action,
-                tuple(new.name for new in new_layers),
-            )
+        change = Change(
+            f"{prefix}{layer.name}",
+            type(layer).__name__,
+            action,
+            tuple(new.name for new in new_layers),
         )
+        # A shared layer's calls that changed alike are one line.
+        if change not in self.report:
+            self.report.append(change)
 
     # Decisions, layer by layer (a shared layer is decided once).
 

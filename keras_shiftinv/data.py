@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
 import warnings
 import zlib
@@ -110,7 +111,7 @@ class DatasetInfo:
     num_examples: int | None
 
 
-def load(name, split, data_dir=None, *, image_size=None):
+def load(name, split, data_dir=None, *, image_size=None, channels=None):
     """Loads one split of a data set.
 
     Args:
@@ -122,7 +123,11 @@ def load(name, split, data_dir=None, *, image_size=None):
             "fashion_mnist", tfds' default for tfds; required for "mnist" and
             "folder".
         image_size: folders only: `(height, width)` (or an int) to resize every
-            image to. Default: every image must have the size of the first one.
+            image to. Default: every image must have the same size (checked on
+            the headers of all of them, before any is decoded).
+        channels: folders only: 1 or 3, the channels every image is converted
+            to (the model's). Default: 3 if any image of the split has colour,
+            else 1.
 
     Returns:
         `(dataset, info)`: an unbatched `tf.data.Dataset` of `(uint8 image [H, W,
@@ -134,6 +139,8 @@ def load(name, split, data_dir=None, *, image_size=None):
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"Invalid name={name!r}: expected a data set name.")
+    if channels is not None:
+        standardize_choice(channels, "channels", (1, 3))
     if image_size is not None and name != "folder":
         raise ValueError(
             f"Invalid image_size={image_size!r} for name={name!r}: load() resizes "
@@ -143,7 +150,7 @@ def load(name, split, data_dir=None, *, image_size=None):
     if name in ("fashion_mnist", "mnist"):
         return _load_idx(name, split, base, bounds, data_dir)
     if name == "folder":
-        return _load_folder(split, base, bounds, data_dir, image_size)
+        return _load_folder(split, base, bounds, data_dir, image_size, channels)
     return _load_tfds(name.removeprefix("tfds:"), split, data_dir)
 
 
@@ -513,13 +520,50 @@ def _class_folders(folder):
     )
 
 
-def _is_image(path):
+def _image_header(path):
+    """`(height, width, channels)` of an image file read from its header, without
+    decoding it: channels 1 for grayscale, 3 for colour (as `decode_image_file`
+    is then asked for); None for a file that is not a JPEG/PNG/BMP/GIF image;
+    `(None, None, None)` for one whose header this does not understand."""
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(32)
+            if not head.startswith(_IMAGE_SIGNATURES):
+                return None
+            if head.startswith(b"\x89PNG"):
+                width, height = struct.unpack(">II", head[16:24])
+                return height, width, 1 if head[25] in (0, 4) else 3  # gray(+alpha)
+            if head.startswith(b"GIF"):
+                width, height = struct.unpack("<HH", head[6:10])
+                return height, width, 3
+            if head.startswith(b"BM"):
+                width, height, _, bits = struct.unpack("<iiHH", head[18:30])
+                return abs(height), width, 1 if bits == 8 else 3
+            f.seek(2)
+            return _jpeg_header(f)
     except OSError:
-        return False
-    return head.startswith(_IMAGE_SIGNATURES)
+        return None
+    except struct.error:
+        return None, None, None
+
+
+def _jpeg_header(f):
+    """(height, width, channels) from the frame header of a JPEG stream, read
+    segment by segment after the start-of-image marker."""
+    while True:
+        byte = f.read(1)
+        while byte == b"\xff":  # fill bytes before a marker
+            byte = f.read(1)
+        if not byte:
+            return None, None, None
+        marker = byte[0]
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            continue
+        (length,) = struct.unpack(">H", f.read(2))
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            _, height, width, components = struct.unpack(">BHHB", f.read(6))
+            return height, width, 1 if components == 1 else 3
+        f.seek(length - 2, os.SEEK_CUR)
 
 
 def _first_decodable(paths):
@@ -548,7 +592,35 @@ def decode_image_file(path, channels):
     return image
 
 
-def _load_folder(split, base, bounds, data_dir, image_size):
+def _folder_policy(folder, paths, headers, channels, image_size):
+    """The channel count and size every image of a folder split is given, decided
+    from the headers of all of them before any is decoded: colour if any image
+    is (gray ones are converted, unless `channels` is given), and one size, or
+    an error naming image_size (--image-size) when they differ and it is None."""
+    known = [(path, h) for path, h in zip(paths, headers, strict=True) if h[0]]
+    first = None if known else _first_decodable(paths)
+    if channels is None:
+        colour = any(h[2] == 3 for _, h in known)
+        channels = 3 if colour or (first is not None and first.shape[-1] > 2) else 1
+    if image_size:
+        return channels, standardize_pair(image_size, "image_size")
+    sizes = {}
+    for path, header in known:
+        sizes.setdefault(header[:2], path)
+    if len(sizes) > 1:
+        shown = ", ".join(
+            f"{h}x{w} ({os.path.relpath(p, folder)})"
+            for (h, w), p in list(sizes.items())[:3]
+        )
+        raise ValueError(
+            f"The images in {folder} differ in size: {shown}"
+            f"{', ...' if len(sizes) > 3 else ''}. Pass --image-size (image_size) "
+            "to resize them all to one size."
+        )
+    return channels, next(iter(sizes)) if sizes else tuple(first.shape[:2])
+
+
+def _load_folder(split, base, bounds, data_dir, image_size, channels):
     if not data_dir:
         raise DataNotFoundError(
             "name='folder' needs data_dir (--data-dir): a folder with one "
@@ -573,9 +645,17 @@ def _load_folder(split, base, bounds, data_dir, image_size):
             f"Image folder {folder} has no class sub-folders: put the images of "
             "each class in a sub-folder named after the class."
         )
-    paths, labels, skipped = [], [], []
+    paths, labels, headers, skipped = [], [], [], []
+    root = os.path.realpath(data_dir)
     for label, class_name in enumerate(class_names):
         class_dir = os.path.join(folder, class_name)
+        target = os.path.realpath(class_dir)
+        if os.path.commonpath([root, target]) != root:
+            warnings.warn(
+                f"Class folder {class_dir} is a link to {target}, outside "
+                f"{data_dir} (--data-dir): its images are read from there.",
+                stacklevel=3,
+            )
         files = (
             sorted(
                 e.path
@@ -592,9 +672,11 @@ def _load_folder(split, base, bounds, data_dir, image_size):
         if folder == data_dir:
             files = _split_files(files, base, label)
         for path in files:
-            if _is_image(path):
+            header = _image_header(path)
+            if header is not None:
                 paths.append(path)
                 labels.append(label)
+                headers.append(header)
             else:
                 skipped.append(path)
     if skipped:
@@ -613,14 +695,8 @@ def _load_folder(split, base, bounds, data_dir, image_size):
     order = order[lo:hi]
     paths = np.asarray(paths)[order]
     labels = np.asarray(labels, np.int64)[order]
-
-    first = _first_decodable(paths)
-    channels = 1 if first.shape[-1] in (1, 2) else 3
-    size = (
-        standardize_pair(image_size, "image_size")
-        if image_size
-        else tuple(first.shape[:2])
-    )
+    headers = [headers[i] for i in order]
+    channels, size = _folder_policy(folder, paths, headers, channels, image_size)
 
     def decode(path, label):
         return decode_image_file(path, channels), label, path

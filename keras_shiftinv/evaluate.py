@@ -60,8 +60,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_shiftinv import _install, diagnostics, input_fit, metrics
 from keras_shiftinv import data as data_lib
-from keras_shiftinv import diagnostics, input_fit, metrics
+from keras_shiftinv._files import FolderLock, write_text
 from keras_shiftinv._keras_compat import inbound_nodes
 from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.models import (
@@ -447,6 +448,7 @@ def evaluate(
     seed=0,
     batch_size=128,
     verbose=1,
+    overwrite=False,
 ):
     """Evaluates models on a data set and writes the report to `out_dir`.
 
@@ -468,85 +470,103 @@ def evaluate(
         seed: seed of the random shifts.
         batch_size: images per forward pass.
         verbose: 1 shows progress bars.
+        overwrite: replace the report of an earlier evaluation in `out_dir`
+            (refused otherwise, before any work).
 
     Returns:
         The report (the content of report.json).
 
     Raises:
-        ValueError: a bad argument, an `out_dir` that cannot be written (checked
-            before any work), a file that is not a Keras model, data missing or
-            not fitting a model, classes that are not those the model's run
-            folder records (a subset of them is labelled by name).
+        ValueError: a bad argument, an `out_dir` that cannot be written, holds
+            a report (without `overwrite`) or is being written by another
+            evaluation (all checked before any work), a file that is not a Keras
+            model, data missing or not fitting a model, classes that are not
+            those the model's run folder records (a subset of them is labelled
+            by name).
     """
     if not models:
         raise ValueError("evaluate needs at least one model.")
     # Checked first: the report is written only after the whole evaluation.
     check_writable_dir(out_dir, "--out / out_dir")
-    shift = standardize_choice(shift, "shift", metrics.MODES)
-    max_shift = standardize_int(max_shift, "max_shift")
-    samples = standardize_int(samples, "samples")
-    images = standardize_int(images, "images")
-    detail_images = min(standardize_int(detail_images, "detail_images"), images)
-    ds, info = data_lib.load(dataset, split, data_dir=data_dir)
-    loaded = [m if isinstance(m, keras.Model) else load_model(m) for m in models]
-    fits, labelled = [], []
-    for source, model in zip(models, loaded, strict=True):
-        fits.append(_fit_to_model(info, model, image_size, source))
-        labelled.append(_labelled(ds, info, source, model))
-        classes = model.outputs[0].shape[-1]
-        if classes is not None and classes < info.num_classes:
-            raise ValueError(
-                f"The model {model.name!r} has {classes} outputs, {info.name!r} has "
-                f"{info.num_classes} classes."
-            )
-    report = {
-        "dataset": dataset,
-        "split": split,
-        "shift": shift,
-        "crop_pad_mode": "reflect" if shift == "crop" else None,
-        "max_shift": max_shift,
-        "samples": samples,
-        "images": min(images, info.num_examples or images),
-        "detail_images": min(detail_images, info.num_examples or detail_images),
-        "seed": seed,
-        "models": [],
-    }
-    for name, source, model, fit, model_ds in zip(
-        _names(models), models, loaded, fits, labelled, strict=True
-    ):
-        if verbose:
-            print(f"Evaluating {name}")
-
-        def batches(count, fit=fit, model_ds=model_ds):
-            return data_lib.pipeline(
-                model_ds.take(count), batch_size, training=False, **fit
-            ).cache()
-
-        entry = {
-            "name": name,
-            "path": None if isinstance(source, keras.Model) else os.fspath(source),
-            "parameters": int(model.count_params()),
-            "input_preprocessing": fit or None,
-            "downsampling": diagnostics.downsampling_report(
-                model, initial_weights=_initial_weights(source)
-            ),
-        }
-        entry.update(
-            evaluate_model(
-                model,
-                batches(images),
-                batches(detail_images),
-                shift,
-                max_shift,
-                samples,
-                seed,
-                batch_size,
-                verbose,
-            )
+    if _install.missing(("matplotlib",)):
+        raise ValueError(_install.message(["matplotlib"], "evaluate's report"))
+    report_path = os.path.join(out_dir, "report.json")
+    if os.path.exists(report_path) and not overwrite:
+        raise ValueError(
+            f"{out_dir!r} (--out / out_dir) holds the report of an earlier "
+            "evaluation: give another --out, or --overwrite (overwrite=True) to "
+            "replace it."
         )
-        report["models"].append(entry)
-    write_report(report, out_dir)
-    return report
+    with FolderLock(out_dir, f"The report folder {out_dir!r}", "--out / out_dir"):
+        shift = standardize_choice(shift, "shift", metrics.MODES)
+        max_shift = standardize_int(max_shift, "max_shift")
+        samples = standardize_int(samples, "samples")
+        images = standardize_int(images, "images")
+        detail_images = min(standardize_int(detail_images, "detail_images"), images)
+        loaded = [m if isinstance(m, keras.Model) else load_model(m) for m in models]
+        # Image folders are read with the (first) model's channels.
+        channels = {}
+        if dataset == "folder":
+            channels["channels"] = loaded[0].inputs[0].shape[-1]
+        ds, info = data_lib.load(dataset, split, data_dir=data_dir, **channels)
+        fits, labelled = [], []
+        for source, model in zip(models, loaded, strict=True):
+            fits.append(_fit_to_model(info, model, image_size, source))
+            labelled.append(_labelled(ds, info, source, model))
+            classes = model.outputs[0].shape[-1]
+            if classes is not None and classes < info.num_classes:
+                raise ValueError(
+                    f"The model {model.name!r} has {classes} outputs, "
+                    f"{info.name!r} has {info.num_classes} classes."
+                )
+        report = {
+            "dataset": dataset,
+            "split": split,
+            "shift": shift,
+            "crop_pad_mode": "reflect" if shift == "crop" else None,
+            "max_shift": max_shift,
+            "samples": samples,
+            "images": min(images, info.num_examples or images),
+            "detail_images": min(detail_images, info.num_examples or detail_images),
+            "seed": seed,
+            "models": [],
+        }
+        for name, source, model, fit, model_ds in zip(
+            _names(models), models, loaded, fits, labelled, strict=True
+        ):
+            if verbose:
+                print(f"Evaluating {name}")
+
+            def batches(count, fit=fit, model_ds=model_ds):
+                return data_lib.pipeline(
+                    model_ds.take(count), batch_size, training=False, **fit
+                ).cache()
+
+            entry = {
+                "name": name,
+                "path": None if isinstance(source, keras.Model) else os.fspath(source),
+                "parameters": int(model.count_params()),
+                "input_preprocessing": fit or None,
+                "downsampling": diagnostics.downsampling_report(
+                    model, initial_weights=_initial_weights(source)
+                ),
+            }
+            entry.update(
+                evaluate_model(
+                    model,
+                    batches(images),
+                    batches(detail_images),
+                    shift,
+                    max_shift,
+                    samples,
+                    seed,
+                    batch_size,
+                    verbose,
+                )
+            )
+            report["models"].append(entry)
+        write_report(report, out_dir)
+        return report
 
 
 def _initial_weights(source):
@@ -569,8 +589,7 @@ def write_report(report, out_dir):
     from keras_shiftinv import plots
 
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    write_text(os.path.join(out_dir, "report.json"), json.dumps(report, indent=1))
     entries = report["models"]
     plot_files = ["stability.png", "equivariance_layers.png", "downsampling.png"]
     plots.plot_stability(entries, os.path.join(out_dir, plot_files[0]))
@@ -585,8 +604,7 @@ def write_report(report, out_dir):
     if len(entries) > 1:
         plot_files.append("consistency_accuracy.png")
         plots.plot_consistency_accuracy(entries, os.path.join(out_dir, plot_files[-1]))
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(markdown(report, plot_files))
+    write_text(os.path.join(out_dir, "report.md"), markdown(report, plot_files))
 
 
 def markdown(report, plot_files=()):

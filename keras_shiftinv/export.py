@@ -6,6 +6,7 @@ Keras model, including the package's custom layers, is traced into a TensorFlow
 graph, so serving needs neither Keras nor this package.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_shiftinv._files import FolderLock
 from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.data import fit_images
 from keras_shiftinv.input_fit import fitted_shape
@@ -20,6 +22,11 @@ from keras_shiftinv.models import with_probabilities
 from keras_shiftinv.validation import standardize_int
 
 SIGNATURE_NAME = "serving_default"
+# What `predict` needs beyond the signature: the model's input shape (a
+# signature that fits training images takes any size) and the class names.
+METADATA = os.path.join("assets.extra", "keras_shiftinv.json")
+# The prefix of the hidden folder an export writes before renaming it into place.
+_STAGING = ".export-"
 
 
 def _single_io(model):
@@ -115,6 +122,7 @@ def export_for_serving(
     from_logits=None,
     input_name="images",
     input_fit=None,
+    class_names=None,
 ):
     """Writes `model` as a SavedModel for TF Serving in `base_dir/VERSION/`.
 
@@ -129,7 +137,10 @@ def export_for_serving(
     trained on 28x28 images is served 28x28 images.
 
     The version is written to a hidden temporary directory beside it and renamed into
-    place, so a running TF Serving never loads a half-written version.
+    place, so a running TF Serving never loads a half-written version. One export
+    writes to a base directory at a time (a lock file, `keras_shiftinv._files`): a
+    second one gets a `ValueError`; the hidden directory of a killed export is
+    deleted by the next one.
 
     Args:
         model: a functional or Sequential `keras.Model` with one image input and one
@@ -150,16 +161,21 @@ def export_for_serving(
             Fashion-MNIST for a 32x32 model) and fits them in the graph as
             training did (`keras_shiftinv.data.fit_images`). None: only the
             model's input size.
+        class_names: the names of the classes, in output order (the run
+            folder's, `keras_shiftinv.input_fit.recorded_class_names`), or None.
+            `VERSION/assets.extra/` keeps them with the model's input shape
+            (`METADATA`), for `predict`; TF Serving ignores the file.
 
     Returns:
         The path of the written version directory.
 
     Raises:
         ValueError: a bad argument, a model that export cannot serve, a
-            `base_dir` that cannot be written, or an existing version directory
-            without `overwrite=True`.
+            `base_dir` that cannot be written or that another export is writing,
+            or an existing version directory without `overwrite=True`.
     """
     model_input, _ = _single_io(model)
+    named = version is not None or os.path.basename(os.fspath(base_dir)).isdigit()
     target = version_dir(base_dir, version, overwrite)
     base_dir, version = os.path.split(target)
     model = with_probabilities(model, from_logits, strict=True)
@@ -204,13 +220,28 @@ def export_for_serving(
         serve,
         input_signature=[tf.TensorSpec(signature_shape, tf.uint8, name=input_name)],
     )
-    os.makedirs(base_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
-    try:
-        archive.write_out(os.path.join(staging, "new"), verbose=False)
-        if os.path.exists(target):
-            os.rename(target, os.path.join(staging, "old"))
-        os.rename(os.path.join(staging, "new"), target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with FolderLock(base_dir, f"The export base {base_dir!r}", "--out / base_dir"):
+        # Chosen again under the lock: another export may have written it since.
+        target = version_dir(target if named else base_dir, overwrite=overwrite)
+        version = os.path.basename(target)
+        # What a killed export left: no other export runs while this one holds
+        # the lock.
+        for entry in os.scandir(base_dir):
+            if entry.name.startswith(_STAGING) and entry.is_dir():
+                shutil.rmtree(entry.path, ignore_errors=True)
+        staging = tempfile.mkdtemp(prefix=f"{_STAGING}{version}-", dir=base_dir)
+        try:
+            archive.write_out(os.path.join(staging, "new"), verbose=False)
+            metadata = {
+                "input_shape": list(model_input.shape[1:]),
+                "class_names": None if class_names is None else list(class_names),
+            }
+            os.makedirs(os.path.join(staging, "new", "assets.extra"))
+            with open(os.path.join(staging, "new", METADATA), "w") as f:
+                json.dump(metadata, f)
+            if os.path.exists(target):
+                os.rename(target, os.path.join(staging, "old"))
+            os.rename(os.path.join(staging, "new"), target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target

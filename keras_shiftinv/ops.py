@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_shiftinv import filters
+from keras_shiftinv import _keras_compat, filters
 from keras_shiftinv.validation import (
     CONV_PAD_MODES,
     PAD_MODES,
@@ -26,6 +26,18 @@ def _slice_axis(x, axis, start, stop, step=None):
     index = [slice(None)] * len(x.shape)
     index[axis] = slice(start, stop, step)
     return x[tuple(index)]
+
+
+def _sizes(x, axes):
+    """The sizes of `x` along `axes`: ints where known when traced, scalar tensors
+    otherwise. Unlike unpacking `ops.shape(x)`, it makes no op for the axes it
+    does not return: on TensorFlow an unused size (the batch) would be a dangling
+    op, which OpenVINO's converter makes an extra output of the model."""
+    known = [x.shape[axis] for axis in axes]
+    if None not in known:
+        return tuple(known)
+    shape = ops.shape(x)
+    return tuple(shape[axis] for axis in axes)
 
 
 def pad2d(x, padding, pad_mode="zero", data_format=None):
@@ -84,11 +96,13 @@ def pad2d(x, padding, pad_mode="zero", data_format=None):
 def _tf_fast_path(x, data_format):
     """Whether `keras_shiftinv._blur_tf` serves this input: a tensor (not a symbolic
     `keras.KerasTensor`) on the TensorFlow backend, with both spatial sizes known at
-    trace time."""
+    trace time, not compiled by XLA (its depthwise convolutions are slow on XLA's
+    CPU; the portable path's gathers are what JAX runs)."""
     return (
         keras.backend.backend() == "tensorflow"
         and not isinstance(x, keras.KerasTensor)
         and all(x.shape[axis] is not None for axis in spatial_axes(data_format))
+        and not _keras_compat.compiling_with_xla()
     )
 
 
@@ -112,7 +126,15 @@ def blur_pool2d(x, filt_size=4, strides=2, pad_mode="reflect", data_format=None)
         if data_format == "channels_last":
             return x[:, ::rows, ::cols, :]
         return x[:, :, ::rows, ::cols]
-    if _tf_fast_path(x, data_format):
+    # The fast path sums the border pixels in another order than the others, so a
+    # circular shift, which moves pixels into and out of the border, changes them
+    # by a rounding step: 1e-7 in float32, but 1e-3 in float16 and 1e-2 in
+    # bfloat16, which breaks the exact invariance of the aps models. The portable
+    # path computes every output pixel alike.
+    exact_shift = pad_mode == "circular" and keras.backend.standardize_dtype(
+        x.dtype
+    ) in ("float16", "bfloat16")
+    if _tf_fast_path(x, data_format) and not exact_shift:
         # TensorFlow's CPU depthwise convolution is channels_last only.
         if data_format == "channels_first":
             return _channels_last_call(blur_pool2d, x, filt_size, strides, pad_mode)
@@ -236,10 +258,11 @@ def offset_subsample(x, strides=2, pad_mode="zero", data_format=None):
     # (b, h, sy, w, sx, c) -> (b, h, w, c, sy, sx); (b, c, h, sy, w, sx) ->
     # (b, c, sy, sx, h, w): the same permutation for both layouts.
     x = ops.transpose(_phase_view(x, (sy, sx), data_format), (0, 1, 3, 5, 2, 4))
-    shape = ops.shape(x)
     if data_format == "channels_last":
-        return ops.reshape(x, (-1, shape[1], shape[2], shape[3] * sy * sx))
-    return ops.reshape(x, (-1, shape[1] * sy * sx, shape[4], shape[5]))
+        h, w, c = _sizes(x, (1, 2, 3))
+        return ops.reshape(x, (-1, h, w, c * sy * sx))
+    c, h, w = _sizes(x, (1, 4, 5))
+    return ops.reshape(x, (-1, c * sy * sx, h, w))
 
 
 def offset_subsample_inverse(y, strides=2, size=None, data_format=None):
@@ -262,12 +285,12 @@ def offset_subsample_inverse(y, strides=2, size=None, data_format=None):
             f"strides[0] * strides[1] = {components}. Received: {channels} channels"
         )
     if data_format == "channels_last":
-        _, h, w, cs = ops.shape(y)
+        h, w, cs = _sizes(y, (1, 2, 3))
         y = ops.reshape(y, (-1, h, w, cs // components, sy, sx))
         y = ops.transpose(y, (0, 1, 4, 2, 5, 3))
         x = ops.reshape(y, (-1, h * sy, w * sx, cs // components))
     else:
-        _, cs, h, w = ops.shape(y)
+        cs, h, w = _sizes(y, (1, 2, 3))
         y = ops.reshape(y, (-1, cs // components, sy, sx, h, w))
         y = ops.transpose(y, (0, 1, 4, 2, 5, 3))
         x = ops.reshape(y, (-1, cs // components, h * sy, w * sx))
@@ -282,9 +305,9 @@ def _phase_view(x, strides, data_format):
     """`x` reshaped to (b, h/sy, sy, w/sx, sx, c) or (b, c, h/sy, sy, w/sx, sx)."""
     sy, sx = strides
     if data_format == "channels_last":
-        _, h, w, c = ops.shape(x)
+        h, w, c = _sizes(x, (1, 2, 3))
         return ops.reshape(x, (-1, h // sy, sy, w // sx, sx, c))
-    _, c, h, w = ops.shape(x)
+    c, h, w = _sizes(x, (1, 2, 3))
     return ops.reshape(x, (-1, c, h // sy, sy, w // sx, sx))
 
 
@@ -348,8 +371,7 @@ def _select_component(x, index, strides, data_format):
     # (b, sy, sx, c, h, w).
     perm = (0, 2, 4, 1, 3, 5) if data_format == "channels_last" else (0, 3, 5, 1, 2, 4)
     stacked = ops.transpose(_phase_view(x, strides, data_format), perm)
-    shape = ops.shape(stacked)
-    stacked = ops.reshape(stacked, (-1, shape[3], shape[4], shape[5]))
+    stacked = ops.reshape(stacked, (-1, *_sizes(stacked, (3, 4, 5))))
     rows = ops.arange(ops.shape(x)[0], dtype="int32") * (sy * sx)
     # Clipped so that no index, however wrong, reads another sample's components.
     index = ops.clip(ops.cast(index, "int32"), 0, sy * sx - 1)
@@ -393,10 +415,14 @@ def polyphase_down2d(
 
 def _roll_back(x, shift, period, axis):
     # Each sample rolled by its own -shift: one candidate roll per possible shift,
-    # picked with a mask, so that it stays differentiable on every backend.
+    # picked with a mask, so that it stays differentiable on every backend. A
+    # roll is two slices swapped: LiteRT's builtin ops have no roll (FlexRoll).
     y = x
     for a in range(1, period):
-        y = ops.where(shift == a, ops.roll(x, -a, axis=axis), y)
+        rolled = ops.concatenate(
+            [_slice_axis(x, axis, a, None), _slice_axis(x, axis, 0, a)], axis=axis
+        )
+        y = ops.where(shift == a, rolled, y)
     return y
 
 
@@ -424,14 +450,20 @@ def _image_kernel(kernel, strides):
 def _folded_kernel(kernel, pointwise_kernel, branch, strides, channels):
     """Step 2 and the 1x1 conv as one (s*kh, s*kw, C, filters) kernel of the
     image: both are linear, without bias, so they compose exactly."""
+    return _image_kernel(
+        _folded_component_kernel(kernel, pointwise_kernel, branch, strides, channels),
+        strides,
+    )
+
+
+def _folded_component_kernel(kernel, pointwise_kernel, branch, strides, channels):
+    """`_folded_kernel` per component: (kh, kw, sy, sx, C, filters)."""
     filters = pointwise_kernel.shape[-1]
     if branch == "group":
         kh, kw, _, width = kernel.shape
         kernel = ops.reshape(kernel, (kh, kw, *strides, channels, width // channels))
         pointwise = ops.reshape(pointwise_kernel, (channels, width // channels, -1))
-        return _image_kernel(
-            ops.einsum("ijyxcm,cmf->ijyxcf", kernel, pointwise), strides
-        )
+        return ops.einsum("ijyxcm,cmf->ijyxcf", kernel, pointwise)
     depth, kh, kw, _, features = kernel.shape
     # Channel f * 2 + d is output depth d of Conv3D filter f, which applies
     # kernel depth a to component d + a.
@@ -442,17 +474,96 @@ def _folded_kernel(kernel, pointwise_kernel, branch, strides, channels):
         sum(terms[a, o - a] for a in range(depth) if 0 <= o - a < outputs)
         for o in range(depth + outputs - 1)
     ]
-    folded = ops.reshape(ops.stack(folded, axis=2), (kh, kw, 2, 2, channels, filters))
-    return _image_kernel(folded, strides)
+    return ops.reshape(ops.stack(folded, axis=2), (kh, kw, 2, 2, channels, filters))
 
 
-def _fold_is_cheaper(kernel, pointwise_kernel, channels):
-    """Whether one dense conv with the folded kernel needs fewer multiply-adds
-    than the grouped conv and the 1x1 conv (few input channels, as in a stem)."""
+def _fold_is_cheaper(kernel, pointwise_kernel, channels, ratio=1):
+    """Whether one dense conv with the folded kernel needs at most `ratio` times
+    the multiply-adds of the grouped conv and the 1x1 conv (few input channels,
+    as in a stem)."""
     kh, kw, components, width = kernel.shape
     filters = pointwise_kernel.shape[-1]
     taps = kh * kw * components
-    return channels * filters * taps <= width * (taps + filters)
+    return channels * filters * taps <= ratio * width * (taps + filters)
+
+
+# Under XLA, a dense conv of the components does this many times the
+# multiply-adds of the per-channel patch products in about the same time on the
+# CPU: the crossover of rough side-by-side comparisons at the zoo's shapes
+# (ResNet-18 at width 1/8, ratios 1.6 to 23). The bench_models sections per
+# backend in BENCHMARKS.md time the models.
+_XLA_FOLD_RATIO = 12
+
+
+def _component_view(x, strides, channels_major):
+    """The components of `x` (channels_last, sizes multiples of `strides`) as
+    (b, h, w, sy * sx * C) in (dy, dx, c) order, or with `channels_major` as
+    (C, b, h, w, sy * sx)."""
+    sy, sx = strides
+    view = _phase_view(x, strides, "channels_last")
+    shape = ops.shape(view)
+    channels = x.shape[-1]
+    if channels_major:
+        view = ops.transpose(view, (5, 0, 1, 3, 2, 4))
+        return ops.reshape(view, (channels, -1, shape[1], shape[3], sy * sx))
+    view = ops.transpose(view, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(view, (-1, shape[1], shape[3], sy * sx * channels))
+
+
+def _same_component_padding(x, kernel_size, axes):
+    """The zero "same" padding of a stride-s conv with an (s*kh) x (s*kw) kernel
+    (odd kh, kw), done on the components: (k - 1) // 2 rows on each side."""
+    widths = [[0, 0]] * len(x.shape)
+    for axis, k in zip(axes, kernel_size, strict=True):
+        widths[axis] = [(k - 1) // 2, k // 2]
+    return ops.pad(x, widths)
+
+
+def _components_conv(x, kernel, strides, padding):
+    """`ops.conv(x, _image_kernel(kernel, strides), strides, padding)` for a
+    component kernel (kh, kw, sy, sx, C, filters), as a stride-1 conv of the
+    components stacked along the channels: XLA's CPU runs a large strided
+    kernel on small maps several times slower."""
+    kh, kw, sy, sx, channels, filters = kernel.shape
+    x = _component_view(x, strides, channels_major=False)
+    if padding == "same":
+        x = _same_component_padding(x, (kh, kw), (1, 2))
+    kernel = ops.reshape(kernel, (kh, kw, sy * sx * channels, filters))
+    return ops.conv(x, kernel, 1, "valid", "channels_last")
+
+
+def _patch_group_branch(x, kernel, pointwise_kernel, strides, padding):
+    """The grouped conv and the 1x1 conv without a grouped or depthwise conv,
+    which XLA's CPU runs one to two orders of magnitude slower than this (issue
+    24): per input channel, a matrix product of its k x k patches of the
+    components with its group's kernel, then the 1x1 conv as a matrix
+    product."""
+    kh, kw, components, width = kernel.shape
+    channels = x.shape[-1]
+    per_group = width // channels
+    filters = pointwise_kernel.shape[-1]
+    x = _component_view(x, strides, channels_major=True)
+    if padding == "same":
+        x = _same_component_padding(x, (kh, kw), (2, 3))
+    # Each axis is k - 1 longer than the output: static stops, known sizes or not.
+    patches = ops.concatenate(
+        [
+            x[:, :, i : i - kh + 1 or None, j : j - kw + 1 or None]
+            for i in range(kh)
+            for j in range(kw)
+        ],
+        axis=-1,
+    )
+    shape = ops.shape(patches)
+    taps = kh * kw * components
+    patches = ops.reshape(patches, (channels, -1, taps))
+    # (kh, kw, S, C * M) -> (C, kh * kw * S, M): the order of the patches.
+    kernel = ops.reshape(kernel, (kh, kw, components, channels, per_group))
+    kernel = ops.reshape(ops.transpose(kernel, (3, 0, 1, 2, 4)), (channels, taps, -1))
+    features = ops.transpose(ops.matmul(patches, kernel), (1, 0, 2))
+    features = ops.reshape(features, (-1, width))
+    y = ops.matmul(features, ops.reshape(pointwise_kernel, (width, filters)))
+    return ops.reshape(y, (-1, shape[2], shape[3], filters))
 
 
 def _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding):
@@ -484,6 +595,57 @@ def _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding):
     pointwise_kernel = ops.transpose(pointwise_kernel, (1, 0, 2))
     pointwise_kernel = ops.reshape(pointwise_kernel, (1, 1, width, filters))
     return ops.conv(features, pointwise_kernel, 1, "valid", "channels_last")
+
+
+MODULE_METHODS = ("depthwise", "fold", "patches", "components")
+
+
+def _module_method(kernel, pointwise_kernel, branch, channels):
+    """How `module_conv` computes the module on this backend: under XLA (JAX,
+    or TensorFlow with `jit_compile=True`) neither a depthwise conv nor a large
+    strided kernel; elsewhere as measured on TensorFlow (BENCHMARKS.md)."""
+    if not _keras_compat.compiling_with_xla():
+        if branch == "group" and not _fold_is_cheaper(
+            kernel, pointwise_kernel, channels
+        ):
+            return "depthwise"
+        return "fold"
+    if branch == "group" and not _fold_is_cheaper(
+        kernel, pointwise_kernel, channels, _XLA_FOLD_RATIO
+    ):
+        return "patches"
+    return "components"
+
+
+def module_conv(x, kernel, pointwise_kernel, branch, strides, padding, method):
+    """Step 2 and the 1x1 conv of `ShiftInvariantDown`, without the bias, on
+    an image `x` (channels_last, sizes multiples of `strides`, padded for a
+    "valid" conv unless `padding` is "same"), by one of `MODULE_METHODS`; all
+    compute the same sums:
+    - "depthwise": the grouped conv as depthwise convs of the image (see
+      `_image_kernel`), then the 1x1 conv ("group" only);
+    - "fold": one strided conv of the image with both kernels folded into one;
+    - "components": the folded kernel as a stride-1 conv of the components;
+    - "patches": per input channel, a matrix product of its patches ("group"
+      only).
+    """
+    method = standardize_choice(method, "method", MODULE_METHODS)
+    if branch != "group" and method in ("depthwise", "patches"):
+        raise ValueError(
+            f"method={method!r} computes the 'group' branch only. "
+            f"Received: branch={branch!r}"
+        )
+    channels = x.shape[-1]
+    if method == "depthwise":
+        return _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding)
+    if method == "patches":
+        return _patch_group_branch(x, kernel, pointwise_kernel, strides, padding)
+    kernel = _folded_component_kernel(
+        kernel, pointwise_kernel, branch, strides, channels
+    )
+    if method == "components":
+        return _components_conv(x, kernel, strides, padding)
+    return ops.conv(x, _image_kernel(kernel, strides), strides, padding)
 
 
 def check_branch_strides(branch, strides):
@@ -539,12 +701,8 @@ def shift_invariant_down(
             for s, k in zip(strides, kernel_size, strict=True)
         ]
         x = pad2d(x, widths, pad_mode, "channels_last")
-    channels = x.shape[-1]
-    if branch == "group" and not _fold_is_cheaper(kernel, pointwise_kernel, channels):
-        y = _depthwise_group_branch(x, kernel, pointwise_kernel, strides, padding)
-    else:
-        kernel = _folded_kernel(kernel, pointwise_kernel, branch, strides, channels)
-        y = ops.conv(x, kernel, strides, padding, "channels_last")
+    method = _module_method(kernel, pointwise_kernel, branch, x.shape[-1])
+    y = module_conv(x, kernel, pointwise_kernel, branch, strides, padding, method)
     if bias is not None:
         y = y + bias
     if data_format == "channels_first":

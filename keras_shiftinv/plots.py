@@ -11,11 +11,19 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from keras_shiftinv._files import atomic_path
+
 
 def _figure(width, height):
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def _save(figure, path, dpi):
+    """Writes `figure` to `path` atomically (`keras_shiftinv._files`)."""
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi)
 
 
 def plot_stability(entries, path):
@@ -42,7 +50,7 @@ def plot_stability(entries, path):
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("P(correct class)")
-    figure.savefig(path, dpi=100)
+    _save(figure, path, 100)
 
 
 def plot_equivariance(entry, path):
@@ -68,7 +76,7 @@ def plot_equivariance(entry, path):
         "shift dy down, dx across, from 0",
         fontsize=10,
     )
-    figure.savefig(path, dpi=100)
+    _save(figure, path, 100)
 
 
 def plot_layer_means(entries, path):
@@ -83,7 +91,7 @@ def plot_layer_means(entries, path):
     ax.set_title("distance from shift-equivariance per layer", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    figure.savefig(path, dpi=100)
+    _save(figure, path, 100)
 
 
 def plot_consistency_accuracy(
@@ -156,7 +164,7 @@ def plot_consistency_accuracy(
                 ax.scatter([], [], marker=marker, color="gray", label=name)
             ax.legend(fontsize=8, loc="lower right")
     axes[0].set_ylabel(ylabel)
-    figure.savefig(path, dpi=dpi)
+    _save(figure, path, dpi)
 
 
 def plot_downsampling(entries, path, reference=None):
@@ -203,7 +211,7 @@ def plot_downsampling(entries, path, reference=None):
         ax.set_ylabel("high-frequency share", fontsize=8)
         ax.set_title(entry["name"], fontsize=9)
         ax.legend(fontsize=6, loc="upper right")
-    figure.savefig(path, dpi=110)
+    _save(figure, path, 110)
 
 
 def _most_layers(entries):
@@ -231,4 +239,4 @@ def plot_training_curves(rows, path):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
-    figure.savefig(path, dpi=100)
+    _save(figure, path, 100)

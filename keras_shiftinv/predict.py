@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_shiftinv import data, input_fit
+from keras_shiftinv.export import METADATA
 from keras_shiftinv.models import load_model, with_probabilities
-from keras_shiftinv.run_folder import RunFolder
 
 
 def _saved_model_dir(path):
@@ -51,9 +51,19 @@ class _Classifier:
             (spec,) = serve.structured_input_signature[1].values()
             self.input_shape = tuple(spec.shape[1:])
             self._predict = lambda images: serve(images)["probabilities"].numpy()
+            # The model's own input size (a signature that also fits the
+            # training images' size takes any size) and the class names.
+            try:
+                with open(os.path.join(saved, METADATA)) as f:
+                    metadata = json.load(f)
+                self.input_shape = tuple(metadata["input_shape"])
+                self.class_names = metadata.get("class_names") or None
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
             return
         model = with_probabilities(load_model(model_path))
         self.input_shape = tuple(model.inputs[0].shape[1:])
+        self.class_names = input_fit.recorded_class_names(model_path)
         dtype = model.inputs[0].dtype
 
         def predict(images):
@@ -61,10 +71,6 @@ class _Classifier:
             return tf.cast(outputs, tf.float32).numpy()
 
         self._predict = predict
-        config = RunFolder.of_model(model_path).config
-        if os.path.isfile(config):
-            with open(config) as f:
-                self.class_names = json.load(f).get("class_names") or None
 
     def probabilities(self, images):
         return self._predict(tf.constant(images, tf.uint8))
@@ -92,47 +98,75 @@ def _fitted(path, shape, image_size=None):
     return np.clip(np.round(batch[0].numpy()), 0, 255).astype(np.uint8)
 
 
-def predict(model_path, image_paths):
+def predict(model_path, image_paths, on_error=None):
     """Classifies image files.
 
     Args:
         model_path: a `.keras` file or a SavedModel folder (see the module).
         image_paths: the image files.
+        on_error: None: an image that cannot be read or classified raises.
+            Else a function `on_error(path, message)` called for it, and the
+            other images are classified.
 
     Returns:
-        A list of `(path, class index, class name or None, probability)`.
+        A list of `(path, class index, class name or None, probability)`, one
+        per image classified.
 
     Raises:
-        ValueError: a model or an image that cannot be read.
+        ValueError: a model that cannot be read, or (without `on_error`) an
+            image.
     """
     classifier = _Classifier(model_path)
-    missing = [p for p in image_paths if not os.path.isfile(p)]
-    if missing:
-        raise ValueError(f"No image file at {missing[0]!r}.")
-    # One image at a time: a SavedModel that fits its training images itself
-    # takes images of two sizes.
-    images = [
-        _fitted(p, classifier.input_shape, classifier.image_size) for p in image_paths
-    ]
     results = []
-    for path, image in zip(image_paths, images, strict=True):
+    for path in image_paths:
         try:
-            (row,) = classifier.probabilities(image[None])
-        except tf.errors.InvalidArgumentError as error:
-            raise ValueError(
-                f"The model cannot classify {path!r}: {error.message}"
-            ) from error
-        index = int(np.argmax(row))
-        names = classifier.class_names
-        name = names[index] if names and index < len(names) else None
-        results.append((path, index, name, float(row[index])))
+            results.append(_classify(classifier, path))
+        except ValueError as error:
+            if on_error is None:
+                raise
+            on_error(path, str(error))
     return results
 
 
+def _classify(classifier, path):
+    if not os.path.isfile(path):
+        raise ValueError(f"No image file at {path!r}.")
+    # One image at a time: a SavedModel that fits its training images itself
+    # takes images of two sizes.
+    image = _fitted(path, classifier.input_shape, classifier.image_size)
+    try:
+        (row,) = classifier.probabilities(image[None])
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(
+            f"The model cannot classify {path!r}: {error.message}"
+        ) from error
+    index = int(np.argmax(row))
+    names = classifier.class_names
+    name = names[index] if names and index < len(names) else None
+    return path, index, name, float(row[index])
+
+
 def predict_lines(model_path, image_paths):
-    """`predict` as the lines the command prints: `PATH: class K (NAME) P`."""
-    return [
-        f"{path}: class {index}{f' ({name})' if name else ''} "
-        f"probability {probability:.4f}"
-        for path, index, name, probability in predict(model_path, image_paths)
-    ]
+    """`predict` as the lines the command prints, `PATH: class K (NAME) P`; an
+    image that cannot be read is skipped, and reported after the others.
+
+    Raises:
+        ValueError: after the lines, naming the images that could not be read
+            or classified.
+    """
+    errors = []
+    results = predict(
+        model_path, image_paths, on_error=lambda _, message: errors.append(message)
+    )
+    for path, index, name, probability in results:
+        yield (
+            f"{path}: class {index}{f' ({name})' if name else ''} "
+            f"probability {probability:.4f}"
+        )
+    if errors:
+        raise ValueError(
+            errors[0]
+            if len(image_paths) == 1
+            else f"{len(errors)} of {len(image_paths)} images could not be "
+            "classified: " + " ".join(errors)
+        )

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+from keras_shiftinv._files import LOCK_NAME, temporary_path
 from keras_shiftinv._paths import check_writable_dir
 
 # The options of the run, its classes and input contract (`input_fit`).
@@ -90,7 +91,8 @@ def check_options(run_dir, config_dict, config_class):
 
 
 # What `train` writes in a run folder (and the temporary files it renames into
-# place): `--overwrite` deletes these and nothing else.
+# place): `--overwrite` deletes these and nothing else (not the lock file of the
+# run that overwrites).
 RUN_ENTRIES = (
     CONFIG,
     LOG,
@@ -143,7 +145,7 @@ def prepare(run_dir, overwrite):
     foreign = sorted(
         entry.name
         for entry in os.scandir(run_dir)
-        if not _is_worker_dir(entry) and entry.name != f"{CONFIG}.tmp"
+        if not _is_worker_dir(entry) and entry.name not in (f"{CONFIG}.tmp", LOCK_NAME)
     )
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
@@ -159,7 +161,8 @@ def clear(run_dir):
     """Deletes what `train` wrote in a run folder, but not the folders of other
     workers (which they clear themselves, maybe at this very moment)."""
     for name in RUN_ENTRIES:
-        for path in (os.path.join(run_dir, name), os.path.join(run_dir, name + ".tmp")):
+        entry = os.path.join(run_dir, name)
+        for path in (entry, entry + ".tmp", temporary_path(entry)):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             elif os.path.lexists(path):

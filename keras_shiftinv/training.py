@@ -32,7 +32,9 @@ import keras
 import tensorflow as tf
 
 from keras_shiftinv import input_fit, plots, run_folder
+from keras_shiftinv._files import FolderLock, atomic_path
 from keras_shiftinv._keras_compat import multiworker_fit
+from keras_shiftinv._paths import check_writable_dir
 from keras_shiftinv.callbacks import EpochCSVLogger, read_log
 from keras_shiftinv.distribute import (
     make_strategy,
@@ -80,9 +82,24 @@ def make_datasets(config):
     # Folders of differently sized images are resized as they are read.
     resize = {"image_size": config.image_size} if config.dataset == "folder" else {}
     train_full, info = data.load(config.dataset, "train", config.data_dir, **resize)
+    if resize:
+        # The test images get the training images' channels, whatever theirs.
+        resize["channels"] = info.image_shape[-1]
     test_full, test_info = data.load(
         config.dataset, config.test_split, config.data_dir, **resize
     )
+    if test_info.image_shape != info.image_shape:
+        raise ValueError(
+            f"The {config.test_split!r} images of {config.dataset!r} are "
+            f"{test_info.image_shape}, the training images {info.image_shape}: "
+            "pass --image-size to resize them all to one size."
+        )
+    if info.num_classes < 2:
+        raise ValueError(
+            f"{config.dataset!r} has {info.num_classes} class "
+            f"({', '.join(info.class_names)}): a classifier needs two or more "
+            "(one sub-folder of images per class)."
+        )
     fit = input_fit.fit_options(
         info.image_shape,
         image_size=config.image_size,
@@ -194,6 +211,14 @@ def train(config, overwrite=False, test=True):
     # MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
     strategy = make_strategy(config.strategy)
     run_dir = worker_dir(config.run_dir, strategy)
+    check_writable_dir(run_dir, "--out")
+    # One writer per run folder: a second train on it would log every epoch twice
+    # and delete the first one's files.
+    with FolderLock(run_dir, f"The run folder {run_dir!r}", "--out"):
+        return _train(config, strategy, run_dir, overwrite, test)
+
+
+def _train(config, strategy, run_dir, overwrite, test):
     options = dataclasses.asdict(config)
     run_folder.prepare(run_dir, overwrite)
     files = RunFolder(run_dir)
@@ -314,9 +339,11 @@ def _fit(config, model, train_ds, val_ds, files):
     )
     seconds = time.perf_counter() - start
     synchronize_batch_norm(model, False)
-    model.save(files.final_model)
+    with atomic_path(files.final_model) as path:
+        model.save(path)
     model.load_weights(files.best_weights)
-    model.save(files.best_model)
+    with atomic_path(files.best_model) as path:
+        model.save(path)
     return seconds
 
 

@@ -20,26 +20,46 @@ def dtype_policy(name):
 
 def input_gradient(fn, x):
     """d(sum(fn(x)))/dx on the active backend."""
+    return gradients(fn, x)[0]
+
+
+def gradients(fn, *args, jit=False):
+    """[d(sum(fn(*args)))/d(arg) for each arg] on the active backend, as NumPy
+    arrays; with `jit`, in one compiled function on JAX (one compilation instead
+    of one per op)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        x = tf.convert_to_tensor(x)
+        args = [tf.convert_to_tensor(a) for a in args]
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = keras.ops.sum(fn(x))
-        return keras.ops.convert_to_numpy(tape.gradient(y, x))
+            tape.watch(args)
+            y = keras.ops.sum(fn(*args))
+        return [keras.ops.convert_to_numpy(g) for g in tape.gradient(y, args)]
     if backend == "jax":
         import jax
 
-        return np.asarray(jax.grad(lambda v: keras.ops.sum(fn(v)))(x))
+        grad = jax.grad(
+            lambda *v: keras.ops.sum(fn(*v)), argnums=tuple(range(len(args)))
+        )
+        return [np.asarray(g) for g in (compiled(grad) if jit else grad)(*args)]
     if backend == "torch":
         import torch
 
-        x = torch.tensor(np.asarray(x), requires_grad=True)
-        keras.ops.sum(fn(x)).backward()
-        return x.grad.numpy()
+        args = [torch.tensor(np.asarray(a), requires_grad=True) for a in args]
+        keras.ops.sum(fn(*args)).backward()
+        return [a.grad.numpy() for a in args]
     raise NotImplementedError(f"no gradient helper for backend {backend!r}")
+
+
+def compiled(fn):
+    """`fn` compiled as one function on JAX (one compilation instead of one per
+    op); `fn` itself on the other backends."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
 def _model(layer, input_shape):

@@ -1,5 +1,6 @@
 """benchmarks/bench_models.py at a tiny size: the rows with PyTorch references and
-peak memory, and the APS layer of the PyTorch reference (`zoo.torch_reference`)."""
+peak memory, and the APS layer of the PyTorch reference
+(`tests.zoo.torch_reference`)."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("antialiased_cnns")
 
 from tests.benchmark_scripts import load_script  # noqa: E402
-from zoo import torch_reference  # noqa: E402
+from tests.zoo import torch_reference  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
@@ -130,3 +131,29 @@ def test_aps_ordered_module_variants_build_the_zoo_model_with_that_order(variant
     for module in modules:
         assert module.polyphase_order == "aps"
         assert module.branch == variant.split("-")[0]
+
+
+def test_group_dense_lowpass_variant_and_the_jit_compile_option():
+    from keras_shiftinv.initializers import LowPass
+    from keras_shiftinv.layers import ShiftInvariantDown
+
+    bench_models = load_script("bench_models")
+    size, batch, options = bench_models.setting("cifar-w8")
+    assert (size, batch) == (32, 32)
+    model = bench_models.build(
+        "resnet18", "group-dense-lowpass", 32, options, 3, jit_compile=True
+    )
+    assert model.jit_compile
+    modules = {
+        layer.name: layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, ShiftInvariantDown)
+    }
+    assert all(isinstance(m.kernel_initializer, LowPass) for m in modules.values())
+    # Dense placement: the block's conv runs at stride 1, then the module keeps
+    # its channels (width 1/8: 16).
+    down = modules["stage2_block1_down"]
+    assert down.input.shape[-1] == down.filters == 16
+    assert bench_models.backend_name(True) == "tensorflow+XLA"
+    assert bench_models.backend_name(False) == "tensorflow"
+    assert not bench_models.build("resnet18", "group", 32, options, 3).jit_compile

@@ -146,10 +146,13 @@ def test_functional_graph_shared_and_nested_layers():
 
     assert new.output_shape == model.output_shape
     assert _assert_weights_copied(model, new) == 6
-    # Each of the two calls of the shared strided layer gets its own blur.
+    # Each of the two calls of the shared strided layer gets its own blur, and
+    # the report says so once.
     stem = new.get_layer("stem")
     assert stem.strides == (1, 1) and len(stem._inbound_nodes) == 2
-    assert [c.layer for c in report].count("stem") == 2
+    assert len(new.get_layer("stem_blurpool")._inbound_nodes) == 2
+    assert [c.layer for c in report].count("stem") == 1
+    assert len(set(report)) == len(report)
     # Inside the nested model the blur follows conv, batch norm, ReLU.
     inner = new.get_layer("inner")
     assert _producer(inner.get_layer("in_conv_blurpool")).name == "in_relu"
@@ -661,3 +664,22 @@ def test_method_is_a_deprecated_name_of_variant():
     assert any(isinstance(layer, PolyphaseDown2D) for layer in old.layers)
     with pytest.raises(ValueError, match="Received: method='aps', variant='blur'"):
         antialias(model, method="aps", variant="blur")
+
+
+def test_padding_that_does_not_fit_a_small_map_is_refused_at_conversion():
+    """Valid convs on a 9x9 input leave a 2x2 map at stride 1: a 4-tap reflect
+    blur pads it by 2, which reflect cannot. antialias() says so, naming the
+    layer, instead of returning a model that fails when called; replicate
+    padding fits."""
+    inputs = keras.Input((9, 9, 1))
+    x = keras.layers.Conv2D(2, 3, strides=2, activation="relu", name="c1")(inputs)
+    x = keras.layers.Conv2D(2, 3, strides=2, activation="relu", name="c2")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    with pytest.raises(ValueError, match="put in for 'c2'.*pad_mode='replicate'"):
+        antialias(model)
+    new = antialias(model, pad_mode="replicate")
+    x = np.random.default_rng(0).random((2, 9, 9, 1)).astype("float32")
+    assert _numpy(new(x)).shape == (2, 2)
+    with pytest.raises(ValueError, match="c2.*exclude=\\['c2'\\]"):
+        antialias(model, variant="aps")
+    assert antialias(model, exclude=["c2"]).output_shape == (None, 2)

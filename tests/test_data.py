@@ -1,5 +1,6 @@
 import gzip
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -223,9 +224,10 @@ def test_folder_sizes_grayscale_and_splits(tmp_path):
     _write_image(tmp_path / "train" / "cat" / "big.png", np.zeros((9, 9, 1), np.uint8))
     ds, info = data.load("folder", "test", data_dir=str(tmp_path))
     assert info.image_shape == (7, 7, 1) and info.num_examples == 8
-    with pytest.raises(tf.errors.InvalidArgumentError, match="differ in size") as e:
-        _as_numpy(data.load("folder", "train", data_dir=str(tmp_path))[0])
-    assert str(tmp_path / "train") in str(e.value)  # names the file
+    # Refused at load time, before any training: the headers of every image.
+    with pytest.raises(ValueError, match=r"9x9 \(cat/big.png\).*--image-size") as e:
+        data.load("folder", "train", data_dir=str(tmp_path))
+    assert str(tmp_path / "train") in str(e.value) and "7x7" in str(e.value)
     ds, info = data.load("folder", "train", str(tmp_path), image_size=(4, 3))
     images, _ = _as_numpy(ds)
     assert images.shape == (9, 4, 3, 1) and info.image_shape == (4, 3, 1)
@@ -418,3 +420,81 @@ def test_pipeline_bad_arguments(kwargs, arg):
     args = {"batch_size": 2, "training": True, **kwargs}
     with pytest.raises(ValueError, match=arg):
         data.pipeline(ds, **args)
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "bmp", "gif"])
+@pytest.mark.parametrize("mode", ["L", "RGB", "P", "LA", "RGBA"])
+def test_image_header_gives_the_size_and_channels_decoding_gives(tmp_path, ext, mode):
+    from PIL import Image
+
+    if (ext, mode) in {("jpg", "P"), ("jpg", "LA"), ("jpg", "RGBA"), ("bmp", "LA")}:
+        pytest.skip("PIL cannot write this mode in this format")
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    path = tmp_path / f"x.{ext}"
+    image.convert(mode).save(path)
+    decoded = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
+    height, width, channels = data._image_header(str(path))
+    assert (height, width) == tuple(decoded.shape[:2]) == (5, 7)
+    assert channels == (1 if decoded.shape[-1] in (1, 2) else 3)
+
+
+def test_folder_channels_are_one_policy_for_all_images(tmp_path):
+    """Gray and colour images mixed: every image gets 3 channels (gray ones their
+    level in each), whatever the first image is; `channels=1` gives luma."""
+    gray = np.full((4, 4, 1), 77, np.uint8)
+    colour = np.zeros((4, 4, 3), np.uint8) + np.array([200, 100, 0], np.uint8)
+    for k, (name, images) in enumerate((("a", [gray] * 5), ("b", [colour]))):
+        os.makedirs(tmp_path / "test" / name)
+        for i, image in enumerate(images):
+            _write_image(tmp_path / "test" / name / f"{k}{i}.png", image)
+    ds, info = data.load("folder", "test", str(tmp_path))
+    assert info.image_shape == (4, 4, 3)
+    images, labels = _as_numpy(ds)
+    assert (images[labels == 0] == 77).all()
+    assert (images[labels == 1] == [200, 100, 0]).all()
+    ds, info = data.load("folder", "test", str(tmp_path), channels=1)
+    images, labels = _as_numpy(ds)
+    assert info.image_shape == (4, 4, 1)
+    luma = round(0.299 * 200 + 0.587 * 100)
+    assert (images[labels == 1] == luma).all() and (images[labels == 0] == 77).all()
+
+
+def test_train_data_have_one_channel_count_and_size_and_two_classes(tmp_path):
+    """The test split gets the training images' channels (gray training images,
+    a colour test image: both 1 channel), a test split of another size is refused
+    before training, naming --image-size, and so is a single class."""
+    from keras_shiftinv.training import TrainConfig, make_datasets
+
+    gray = np.full((4, 4, 1), 50, np.uint8)
+    for split, classes in (("train", "ab"), ("test", "ab")):
+        for name in classes:
+            os.makedirs(tmp_path / split / name)
+            for i in range(4):
+                _write_image(tmp_path / split / name / f"{i}.png", gray)
+    _write_image(tmp_path / "test" / "b" / "c.png", np.full((4, 4, 3), 9, np.uint8))
+    config = TrainConfig(
+        dataset="folder", data_dir=str(tmp_path), batch_size=4, validation_split=0.25
+    )
+    datasets = make_datasets(config)
+    assert datasets.input_shape == (4, 4, 1)
+    for part in (datasets.train, datasets.test):
+        assert part.element_spec[0].shape[1:] == (4, 4, 1)
+    assert len(_as_numpy(datasets.test.unbatch())[0]) == 9
+    _write_image(tmp_path / "test" / "b" / "c.png", np.full((6, 6, 3), 9, np.uint8))
+    with pytest.raises(ValueError, match="--image-size"):
+        make_datasets(config)
+    (tmp_path / "test" / "b" / "c.png").unlink()
+    for split in ("train", "test"):
+        shutil.rmtree(tmp_path / split / "b")
+    with pytest.raises(ValueError, match="1 class \\(a\\): a classifier needs two"):
+        make_datasets(config)
+
+
+def test_a_class_folder_linked_from_outside_is_read_with_a_warning(tmp_path):
+    _image_folder(tmp_path / "data" / "test")
+    os.rename(tmp_path / "data" / "test" / "dog", tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "data" / "test" / "dog")
+    with pytest.warns(UserWarning, match="dog is a link to .*elsewhere, outside"):
+        _, info = data.load("folder", "test", str(tmp_path / "data"))
+    assert info.class_names == ("cat", "dog") and info.num_examples == 8

@@ -322,8 +322,9 @@ def brightness_run(folder, size=8):
     return folder / "best.keras"
 
 
-def brightness_folder(root, classes, size=8, per_class=3):
-    """`root/test/<class>/*.png` with the grey level of each class (+ noise)."""
+def brightness_folder(root, classes, size=8, per_class=3, rgb=()):
+    """`root/test/<class>/*.png` with the grey level of each class (+ noise); the
+    classes in `rgb` as RGB files (the same grey in each channel)."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -331,10 +332,10 @@ def brightness_folder(root, classes, size=8, per_class=3):
         (root / "test" / name).mkdir(parents=True)
         for i in range(per_class):
             level = BRIGHTNESS.get(name, 128)
-            image = level + rng.integers(-10, 11, (size, size))
-            Image.fromarray(image.astype(np.uint8)).save(
-                root / "test" / name / f"{i}.png"
-            )
+            image = (level + rng.integers(-10, 11, (size, size))).astype(np.uint8)
+            if name in rgb:
+                image = np.repeat(image[..., None], 3, axis=-1)
+            Image.fromarray(image).save(root / "test" / name / f"{i}.png")
     return root
 
 
@@ -358,11 +359,15 @@ def test_folder_classes_are_matched_by_name(tmp_path):
     """Evaluated against a run, a folder's labels are the run's classes: the same
     classes score as in training, a subset of them is mapped by name (labels by
     sorted folder index would put c_bright at b_mid's index: accuracy 0.5), and a
-    class the model does not know is refused, named."""
+    class the model does not know is refused, named. Colour files in a gray
+    model's folder are read as gray."""
     model_path = brightness_run(tmp_path / "run")
     whole = brightness_folder(tmp_path / "whole", BRIGHTNESS)
     assert evaluate_folder(model_path, whole, tmp_path / "r1")["accuracy"] == 1.0
-    subset = brightness_folder(tmp_path / "subset", ["a_dark", "c_bright"])
+    # Some RGB files among gray ones: read with the model's one channel.
+    subset = brightness_folder(
+        tmp_path / "subset", ["a_dark", "c_bright"], rgb=["c_bright"]
+    )
     entry = evaluate_folder(model_path, subset, tmp_path / "r2")
     assert entry["accuracy"] == 1.0 and entry["shifted_accuracy"] == 1.0
     other = brightness_folder(tmp_path / "other", ["a_dark", "d_grey"])

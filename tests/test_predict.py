@@ -159,3 +159,65 @@ def test_importing_the_package_still_registers_its_layers():
     result = run_python(code)
     assert "BlurPool2D" in result.stdout, result.stderr[-2000:]
     assert keras.saving.get_registered_object("keras_shiftinv>BlurPool2D")
+
+
+def test_exported_model_resizes_and_names_classes_as_the_keras_file(
+    run_folder, tmp_path, capsys
+):
+    """A SavedModel exported from a run folder whose images were fitted (8x8
+    padded to 12x12: its signature takes two sizes) is given other sizes resized
+    to the model's, as the .keras file is, and prints the run's class names."""
+    model, folder, _, _ = run_folder
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    fit = {"image_shape": [8, 8, 3], "pad_to": [12, 12]}
+    (run / "config.json").write_text(
+        json.dumps({"class_names": NAMES, "input_fit": fit})
+    )
+    rng = np.random.default_rng(3)
+    paths = []
+    for i, size in enumerate([(20, 24), (8, 8), (12, 12), (30, 17)]):
+        colour = rng.integers(1, 256, (1, 1, 3))
+        pixels = (rng.random((*size, 3)) * colour).astype(np.uint8)
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(pixels).save(paths[-1])
+    keras_lines = cli_lines(["--model", str(run / "best.keras"), *paths], capsys)
+    assert (
+        cli.main(
+            ["export", "--model", str(run / "best.keras"), "--out", str(run / "s")]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    saved_lines = cli_lines(["--model", str(run / "s"), *paths], capsys)
+    for keras_line, saved_line in zip(keras_lines, saved_lines, strict=True):
+        path, index, name, probability = _parse(saved_line)
+        assert (path, index, name) == _parse(keras_line)[:3]
+        assert name == NAMES[index]
+        assert probability == pytest.approx(_parse(keras_line)[3], abs=1e-4)
+
+
+def cli_lines(argv, capsys):
+    status = cli.main(["predict", *argv])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    return captured.out.strip().splitlines()
+
+
+def test_unreadable_images_are_reported_and_the_others_classified(
+    run_folder, tmp_path, capsys
+):
+    _, folder, _, paths = run_folder
+    (tmp_path / "notes.png").write_text("not an image")
+    bad = [str(tmp_path / "notes.png"), str(tmp_path / "missing.png")]
+    status = cli.main(
+        ["predict", "--model", str(folder / "best.keras"), bad[0], *paths, bad[1]]
+    )
+    captured = capsys.readouterr()
+    assert status == 2
+    assert [_parse(line)[0] for line in captured.out.strip().splitlines()] == paths
+    assert captured.err.count("\n") == 1
+    assert "2 of 6 images could not be classified" in captured.err
+    assert f"Cannot read the image {bad[0]!r}" in captured.err
+    assert f"No image file at {bad[1]!r}" in captured.err

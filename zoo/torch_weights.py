@@ -13,6 +13,7 @@ ships no weights.
 
 import json
 import os
+import pickle
 import re
 import struct
 
@@ -199,6 +200,17 @@ def _read_file(path):
             ) from error
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            # torch's message suggests weights_only=False, which runs whatever
+            # code the file holds: never right for a file from elsewhere.
+            found = re.search(r"Unsupported global: [^\n]*?(?=\. |\n|$)", str(error))
+            raise ValueError(
+                f"{path!r} holds Python objects besides tensors"
+                f"{f' ({found.group(0)})' if found else ''}, which torch.load "
+                "does not load because loading them can run code. Load the file "
+                "where it was made and save its state dict alone "
+                "(torch.save(model.state_dict(), PATH), or a .safetensors copy)."
+            ) from None
         except Exception as error:  # torch raises many types for a bad file.
             raise ValueError(
                 f"torch.load could not read {path!r}: {type(error).__name__}: {error}"
@@ -216,6 +228,10 @@ def _read_safetensors(path):
         data = f.read()
     try:
         (size,) = struct.unpack("<Q", data[:8])
+        if size > len(data) - 8:
+            raise ValueError(
+                f"its header size {size} is larger than the file ({len(data)} bytes)"
+            )
         header = json.loads(data[8 : 8 + size])
         body = data[8 + size :]
         tensors = {}
@@ -223,6 +239,11 @@ def _read_safetensors(path):
             if name == "__metadata__":
                 continue
             start, stop = info["data_offsets"]
+            if not 0 <= start <= stop <= len(body):
+                raise ValueError(
+                    f"tensor {name!r} lies at bytes {start}..{stop} of a "
+                    f"{len(body)}-byte data section"
+                )
             value = np.frombuffer(
                 body[start:stop], _SAFETENSORS_DTYPES[info["dtype"]]
             ).reshape(info["shape"])

@@ -61,7 +61,11 @@ class ShiftInvariantDown(BaseLayer2D):
     group branch runs as depthwise convs of the image then the 1x1 conv (grouped
     convs go through XLA on TensorFlow's CPU); the conv3d branch, and the group
     branch when it is cheaper (few input channels), as one strided conv with
-    step 2 and the 1x1 conv folded into its kernel. See BENCHMARKS.md.
+    step 2 and the 1x1 conv folded into its kernel. Under XLA (JAX, or
+    TensorFlow with `jit_compile=True`), whose CPU backend runs depthwise convs
+    slowly, the same sums are matrix products of each channel's patches, or the
+    folded kernel as a stride-1 conv of the stacked components. See
+    BENCHMARKS.md.
 
     Args:
         filters: number of output channels, an integer >= 1.

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers import ShiftInvariantDown
-from tests.helpers import input_gradient, run_layer_test
+from tests.helpers import compiled, gradients, input_gradient, run_layer_test
 from tests.layers import reference, reference_polyphase
 
 SHIFTS = [(dy, dx) for dy in range(4) for dx in range(4)]
@@ -268,3 +269,117 @@ def test_unknown_sizes_in_a_traced_function(branch, pad_mode):
         layer, input_signature=[tf.TensorSpec((None, None, None, 3), "float32")]
     )
     np.testing.assert_allclose(traced(x).numpy(), layer(x).numpy(), atol=1e-5)
+
+
+# (branch, channels, filters, kernel_size, size, pad_mode, polyphase_order,
+# data_format): odd and even kernels (the components' "same" padding and the
+# padded "valid" path), 1 and 3 outputs per group, odd sizes.
+METHOD_CASES = [
+    ("group", 4, 6, 3, (7, 8), "zero", "fixed", "channels_last"),
+    ("group", 3, 3, 2, (6, 6), "circular", "aps", "channels_first"),
+    ("conv3d", 3, 4, 3, (6, 7), "circular", "aps", "channels_last"),
+    ("conv3d", 2, 3, 2, (6, 6), "zero", "fixed", "channels_first"),
+]
+
+
+@pytest.mark.parametrize("case", METHOD_CASES, ids=lambda c: f"{c[0]}-k{c[3]}-{c[6]}")
+def test_every_method_matches_numpy_and_the_tensorflow_method(case, monkeypatch):
+    # Each backend runs the methods it chooses (XLA: "patches" or "components");
+    # here every method runs everywhere, forced. The gradients are compared with
+    # those of TensorFlow's method without XLA, the first one.
+    branch, channels, filters, kernel_size, size, pad_mode, order, data_format = case
+    methods = ["depthwise", "fold", "patches", "components"]
+    if branch == "conv3d":
+        methods = ["fold", "components"]
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, *size, channels)).astype("float32")
+    layer = ShiftInvariantDown(
+        filters,
+        branch,
+        kernel_size=kernel_size,
+        polyphase_order=order,
+        pad_mode=pad_mode,
+        kernel_initializer=ONES,
+        data_format=data_format,
+    )
+    x_in = reference.to_format(x, data_format)
+    layer.build(x_in.shape)
+    _randomize(layer, 8)
+    kernel, pointwise, bias = _weights(layer)
+    expected = reference_polyphase.shift_invariant_down(
+        x, kernel, pointwise, bias, branch, (2, 2), order, pad_mode
+    )
+    cotangent = reference.to_format(
+        rng.standard_normal(expected.shape).astype("float32"), data_format
+    )
+    cotangent, bias = map(keras.ops.convert_to_tensor, (cotangent, bias))
+
+    def module(x, kernel, pointwise):
+        return si_ops.shift_invariant_down(
+            x, kernel, pointwise, bias, branch, 2, order, pad_mode, data_format
+        )
+
+    reference_gradients = None
+    for method in methods:
+        monkeypatch.setattr(si_ops, "_module_method", lambda *_, m=method: m)
+        y = keras.ops.convert_to_numpy(compiled(module)(x_in, kernel, pointwise))
+        y = reference.to_last(y, data_format)
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4, err_msg=method)
+        grads = gradients(
+            lambda *args: module(*args) * cotangent, x_in, kernel, pointwise, jit=True
+        )
+        if reference_gradients is None:
+            reference_gradients = grads
+        for got, want in zip(grads, reference_gradients, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=method)
+
+
+def test_module_conv_rejects_a_group_method_for_conv3d():
+    kernel = np.ones((3, 3, 3, 2, 4), "float32")
+    with pytest.raises(ValueError, match="method='patches'"):
+        si_ops.module_conv(
+            np.ones((1, 4, 4, 2), "float32"),
+            kernel,
+            np.ones((1, 1, 8, 4), "float32"),
+            "conv3d",
+            (2, 2),
+            "same",
+            "patches",
+        )
+
+
+@pytest.mark.tf_only
+def test_jit_compile_takes_the_xla_method_and_matches(monkeypatch):
+    import tensorflow as tf
+
+    from keras_shiftinv import _keras_compat
+
+    # 64 -> 64 channels: "patches" under XLA, a depthwise conv without.
+    layer = ShiftInvariantDown(64, polyphase_order="aps", kernel_initializer=ONES)
+    x = np.random.default_rng(9).standard_normal((2, 6, 6, 64)).astype("float32")
+    layer.build(x.shape)
+    _randomize(layer, 9)
+    chosen = []
+    choose = si_ops._module_method
+
+    def recording(*args):
+        chosen.append(choose(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(si_ops, "_module_method", recording)
+
+    cotangent = np.random.default_rng(10).standard_normal((2, 3, 3, 64))
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * cotangent.astype("float32"))
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    plain = tf.function(step)(x)
+    compiled = tf.function(step, jit_compile=True)(x)
+    assert chosen == ["depthwise", "patches"]
+    for a, b in zip(compiled, plain, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    assert not _keras_compat.compiling_with_xla()

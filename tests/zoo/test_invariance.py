@@ -1,9 +1,10 @@
 """Exact invariance to circular shifts, where the zoo promises it."""
 
+import keras
 import numpy as np
 import pytest
 
-from tests.zoo.utils import images, predict, small_model
+from tests.zoo.utils import images, predict, slow_on_other_backends, small_model
 
 EXACT = [
     {"variant": "aps"},
@@ -68,3 +69,21 @@ def test_fixed_grid_variants_are_not_invariant(name, kwargs):
     ]
     # Ten times the tolerance the exact variants pass.
     assert max(errors) > 1e-3
+
+
+@slow_on_other_backends
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("exact", EXACT[:2], ids=lambda e: "-".join(e.values()))
+def test_exactly_invariant_in_reduced_precision(exact, policy):
+    # Invariance to rounding in float32 would be 1e-2 in bfloat16: the polyphase
+    # choice is made in float32 and every pixel is computed alike, so the logits
+    # of a shifted image are the same numbers.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        x, logits, model = _logits("resnet18", 32, stem="cifar", **exact)
+        for dy, dx in _shifts(32, count=3):
+            shifted = model(np.roll(x, (dy, dx), axis=(1, 2)))
+            np.testing.assert_array_equal(shifted, logits, err_msg=f"{dy, dx}")
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -131,6 +131,7 @@ def test_bad_placement_options(kwargs, message):
         ("vgg11", {"variant": "conv3d", "module_initializer": "lowpass"}),
     ],
 )
+@slow_on_other_backends
 def test_lowpass_penalty_reaches_every_module(name, kwargs):
     model = small_model(name, module_lowpass_penalty=0.25, **kwargs)
     modules = [layer for layer in model.layers if isinstance(layer, ShiftInvariantDown)]

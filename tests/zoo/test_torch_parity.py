@@ -19,7 +19,7 @@ import zoo
 torch = pytest.importorskip("torch")
 antialiased_cnns = pytest.importorskip("antialiased_cnns")
 
-from zoo import torch_reference  # noqa: E402
+from tests.zoo import torch_reference  # noqa: E402
 
 RTOL = 1e-4
 SIZE = 224

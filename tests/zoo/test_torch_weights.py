@@ -185,6 +185,8 @@ def test_mismatching_checkpoints_are_refused_whole():
         ("ok", "/no/such/file.pth", "No checkpoint file"),
         ("ok", "txt", "Unknown checkpoint format"),
         ("ok", "bad.safetensors", "not a readable safetensors file"),
+        ("ok", "huge.safetensors", "header size 9223372036854775808 is larger"),
+        ("ok", "past.safetensors", "lies at bytes 0..400 of a 8-byte"),
         ("ok", {"conv1.weight": object()}, "not an array of numbers"),
     ],
 )
@@ -201,6 +203,15 @@ def test_bad_input(model, source, match, tmp_path):
     elif source == "bad.safetensors":
         source = tmp_path / source
         source.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00nojsn")
+    elif source == "huge.safetensors":
+        # A readable header, of a size that takes the rest of any file.
+        source = tmp_path / source
+        source.write_bytes(struct.pack("<Q", 2**63) + b"{}")
+    elif source == "past.safetensors":
+        source = tmp_path / source
+        header = {"fc.bias": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}}
+        encoded = json.dumps(header).encode()
+        source.write_bytes(struct.pack("<Q", len(encoded)) + encoded + bytes(8))
     with pytest.raises(ValueError, match=match):
         zoo.load_torch_weights(model, source)
 
@@ -229,3 +240,16 @@ def test_torchvision_flavor_vgg_head():
     assert model.get_layer("fc2").units == 256
     keras_flavor = zoo.vgg11(variant="baseline", **SMALL)
     assert "fc1" not in [layer.name for layer in keras_flavor.layers]
+
+
+class _Pickled:
+    """Any class: torch.load(weights_only=True) does not load its objects."""
+
+
+def test_pth_with_python_objects_is_refused_without_unsafe_advice(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"fc.bias": torch.zeros(5), "extra": _Pickled()}, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match="holds Python objects besides") as error:
+        zoo.load_torch_weights(_model(), tmp_path / "w.pth")
+    assert "weights_only=False" not in str(error.value)
+    assert "_Pickled" in str(error.value) and "state_dict()" in str(error.value)

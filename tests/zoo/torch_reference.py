@@ -8,7 +8,7 @@ VGG head (`head="gap"`) and an "aps" variant: `APS`, adaptive polyphase sampling
 (Chaman & Dokmanic, 2021), where the baseline subsamples, placed as the zoo's
 `variant="aps"` places `PolyphaseDown2D` (see `zoo.blocks.Builder`).
 
-Needs torch; `import zoo` does not import this module.
+Needs torch. A test reference: it lives with the tests and is not in the wheel.
 """
 
 import numpy as np
