@@ -8,10 +8,10 @@ our experiments, we use circular shifting and convolution"), every conv, pool an
 pads circularly (`--padding zero` makes the same runs with zero padding). Each model
 is trained without and with shift augmentation (random crop of the image padded by 4
 px, and flip), as Table 1 of that draft does. Every run has the same seed, schedule
-and epochs (`keras_shiftinv.training.train`). Then, for each run, on the test split:
+and epochs (`keras_shiftinv.app.training.train`). Then, for each run, on the test split:
 accuracy without shifts and under random circular shifts, circular and crop shift
 consistency, classification variation and the diagonal stability curve
-(`keras_shiftinv.metrics`).
+(`keras_shiftinv.app.metrics`).
 
 Writes to the output folder (default benchmarks/results/<mode>[-zero]/):
 

@@ -2,7 +2,7 @@
 
 A small ResNet-18 in the "aps" variant with circular padding is exactly invariant to
 circular shifts of its input: its predictions do not change at all when the image is
-rolled, while the baseline's do. Reads Fashion-MNIST with `keras_shiftinv.data`
+rolled, while the baseline's do. Reads Fashion-MNIST with `keras_shiftinv.app.data`
 (IDX files, default /usr/share/datasets/fashion-mnist), or uses random images with
 --random.
 
@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 import zoo
-from keras_shiftinv import data
+from keras_shiftinv.app import data
 
 
 def load(split, count, random, data_dir):

@@ -1,4 +1,11 @@
-"""Shift-invariant convolutional networks for Keras 3."""
+"""Shift-invariant convolutional networks for Keras 3.
+
+The library: layers, ops, filters, initializers, `antialias` (model surgery),
+diagnostics, the variant policy and saved-model helpers, on every Keras backend
+(keras and numpy only). The TensorFlow application (the commands, training,
+data, evaluation, export, predict) is `keras_shiftinv.app`, which the library
+never imports; the model zoo is the `zoo` package, above the library.
+"""
 
 import importlib
 import importlib.abc
@@ -26,17 +33,6 @@ _EXPORTS = {
     # Registered for loading saved models, as the layers are.
     "CyclicLR": ("keras_shiftinv.schedules", "CyclicLR"),
 }
-# These need TensorFlow (tf.data, tf.distribute, SavedModel): they are imported on
-# first use, so `import keras_shiftinv` stays light on the JAX backend.
-_LAZY_SUBMODULES = (
-    "callbacks",
-    "data",
-    "evaluate",
-    "export",
-    "metrics",
-    "predict",
-    "training",
-)
 
 
 def _export(name):
@@ -50,8 +46,6 @@ def _export(name):
 def __getattr__(name):
     if name in _EXPORTS:
         return _export(name)
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"keras_shiftinv.{name}")
     raise AttributeError(f"module 'keras_shiftinv' has no attribute {name!r}")
 
 

@@ -9,7 +9,7 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
-from keras_shiftinv import callbacks, cli, data, run_folder, training  # noqa: E402
+from keras_shiftinv.app import callbacks, cli, data, run_folder, training  # noqa: E402
 from tests.shift_reference import predictions  # noqa: E402
 from tests.training_helpers import run_cli, tiny_args  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from keras_shiftinv import data  # noqa: E402
+from keras_shiftinv.app import data  # noqa: E402
 from tests.training_helpers import write_idx  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
@@ -464,7 +464,7 @@ def test_train_data_have_one_channel_count_and_size_and_two_classes(tmp_path):
     """The test split gets the training images' channels (gray training images,
     a colour test image: both 1 channel), a test split of another size is refused
     before training, naming --image-size, and so is a single class."""
-    from keras_shiftinv.training import TrainConfig, make_datasets
+    from keras_shiftinv.app.training import TrainConfig, make_datasets
 
     gray = np.full((4, 4, 1), 50, np.uint8)
     for split, classes in (("train", "ab"), ("test", "ab")):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_shiftinv import deploy
+from keras_shiftinv.app import deploy
 from keras_shiftinv.layers import (
     BlurPool2D,
     CircularPadding2D,

@@ -64,7 +64,7 @@ def run(args, **kwargs):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     base = tmp_path_factory.mktemp("export") / "tiny"
@@ -151,7 +151,7 @@ def test_saved_model_cli_shows_and_runs(exported, tmp_path):
 
 
 def test_versions_are_never_overwritten_silently(tmp_path):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     base = tmp_path / "m"
@@ -174,7 +174,7 @@ def test_versions_are_never_overwritten_silently(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     with pytest.raises(ValueError, match="names version 1, but version=2"):
@@ -191,7 +191,7 @@ def test_bad_arguments(tmp_path):
 def test_logits_get_a_softmax(tmp_path):
     import tensorflow as tf
 
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model(activation="linear")
     path = export_for_serving(model, tmp_path / "m")
@@ -229,7 +229,7 @@ def test_load_model_rejects_non_keras_files(tmp_path):
 
 
 def test_export_command(tmp_path, capsys):
-    from keras_shiftinv.cli import main
+    from keras_shiftinv.app.cli import main
 
     tiny_model().save(tmp_path / "tiny.keras")
     argv = ["export", "--model", str(tmp_path / "tiny.keras")]
@@ -249,7 +249,7 @@ def test_recorded_input_fit_serves_the_training_size(tmp_path):
     images, fitted in the graph as training fitted them, and 12x12 ones as before."""
     import tensorflow as tf
 
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     fit = ((8, 8, 3), {"pad_to": (12, 12)})

@@ -3,6 +3,7 @@ imported each other; the layer package was the project's utility drawer)."""
 
 import ast
 import pathlib
+import sys
 
 import pytest
 
@@ -59,6 +60,56 @@ def test_no_module_imports_a_module_that_imports_it_back():
         graph[name] = {m for m in graph[name] if not name.startswith(f"{m}.")}
     cycles = [c for name in graph if (c := _cycle(graph, name))]
     assert not cycles, cycles[0]
+
+
+# Who may import whom (issue 23): the library (keras_shiftinv but its app) is
+# at the bottom, the zoo above it, the application above both.
+MAY_IMPORT = {
+    "library": {"library"},
+    "zoo": {"zoo", "library"},
+    "app": {"app", "zoo", "library"},
+}
+
+
+def _room(module):
+    if module.split(".")[0] == "zoo":
+        return "zoo"
+    if module == "keras_shiftinv.app" or module.startswith("keras_shiftinv.app."):
+        return "app"
+    return "library"
+
+
+def test_imports_point_down():
+    # Anywhere in a file, functions too. keras_shiftinv/__main__.py is the command
+    # line's entry point: it runs the application, nothing imports it.
+    modules = _modules()
+    wrong = [
+        f"{name} imports {imported}"
+        for name, path in modules.items()
+        if name != "keras_shiftinv.__main__"
+        for imported in _imports(name, path, modules)
+        if _room(imported) not in MAY_IMPORT[_room(name)]
+    ]
+    assert not wrong, wrong
+
+
+def test_the_library_needs_only_keras_and_numpy():
+    # At import time. TensorFlow is the TF backend's fast path (_blur_tf, which
+    # ops imports on that backend only) and _keras_compat's functions.
+    allowed = {"keras", "numpy", "keras_shiftinv", *sys.stdlib_module_names}
+    found = {}
+    for name, path in _modules().items():
+        if _room(name) != "library" or name == "keras_shiftinv._blur_tf":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots = [node.module.split(".")[0]]
+            else:
+                continue
+            found.update({root: name for root in roots if root not in allowed})
+    assert not found, found
 
 
 def test_the_checker_finds_a_cycle():

@@ -32,7 +32,7 @@ BLOCKING_RUNNER = textwrap.dedent(
         import keras_shiftinv.layers
     else:
         sys.argv = ["keras-shiftinv", *sys.argv[2:]]
-        from keras_shiftinv.cli import main
+        from keras_shiftinv.app.cli import main
 
         sys.exit(main())
     """

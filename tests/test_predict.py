@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_shiftinv import cli
+from keras_shiftinv.app import cli
 from tests.tiny_classifier import CLASSES, SHAPE, images, tiny_model
 from tests.training_helpers import run_python, subprocess_env
 
@@ -53,7 +53,7 @@ def test_predict_prints_class_and_probability(run_folder, capsys):
 
 
 def test_predict_reads_a_saved_model_export(run_folder, capsys):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model, folder, pixels, paths = run_folder
     base = folder / "models"
@@ -71,7 +71,7 @@ def test_predict_reads_a_saved_model_export(run_folder, capsys):
 
 
 def test_predict_fits_other_sizes_and_channels(run_folder, tmp_path, capsys):
-    from keras_shiftinv import predict
+    from keras_shiftinv.app import predict
 
     model, folder, pixels, _ = run_folder
     colour = np.array([200, 30, 90], np.uint8)

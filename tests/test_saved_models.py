@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
-from keras_shiftinv import run_folder
+from keras_shiftinv.app import run_folder
 from keras_shiftinv.models import (
     RecordedModel,
     find_record,

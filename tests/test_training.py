@@ -15,7 +15,8 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
-from keras_shiftinv import callbacks, distribute, run_folder, schedules, training  # noqa: E402
+from keras_shiftinv import schedules  # noqa: E402
+from keras_shiftinv.app import callbacks, distribute, run_folder, training  # noqa: E402
 from keras_shiftinv.schedules import CyclicLR  # noqa: E402
 from tests.training_helpers import (  # noqa: E402
     REPO,
@@ -197,7 +198,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2
 )
-from keras_shiftinv.cli import main
+from keras_shiftinv.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -309,7 +310,7 @@ def test_resume_after_sigkill_continues_and_logs_every_epoch_once(tmp_path):
 def test_restart_after_the_last_epoch_only_evaluates(
     image_folder, tmp_path, monkeypatch, capsys
 ):
-    from keras_shiftinv import cli
+    from keras_shiftinv.app import cli
 
     args = tiny_args(image_folder, tmp_path / "run", 1)
     out = tmp_path / "run"
@@ -345,7 +346,7 @@ def test_restart_after_the_last_epoch_only_evaluates(
 def test_train_without_the_test_split_measures_nothing_there(
     image_folder, tmp_path, monkeypatch, capsys
 ):
-    from keras_shiftinv import cli, evaluate
+    from keras_shiftinv.app import cli, evaluate
 
     args = tiny_args(image_folder, tmp_path / "run", 1)
     train = training.train

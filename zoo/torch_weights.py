@@ -495,7 +495,7 @@ def convert_checkpoint(
     Returns:
         The `keras.Model`.
     """
-    import zoo
+    from zoo.registry import create_model
 
     tensors = read_checkpoint(source)
     filters = [value for name, value in tensors.items() if name.endswith(".filt")]
@@ -523,7 +523,7 @@ def convert_checkpoint(
             f"`batch_norm` is an option of the VGGs; {model_name} always has batch "
             f"norms. Received: batch_norm={batch_norm!r}"
         )
-    network = zoo.create_model(model_name, **options)
+    network = create_model(model_name, **options)
     load_torch_weights(network, tensors)
     suffix = f"_lpf{filt_size}" if variant == "blur" else ""
     bn = "_bn" if vgg and options["batch_norm"] else ""

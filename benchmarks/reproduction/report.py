@@ -8,9 +8,9 @@ import statistics
 
 import markdown_sections
 
-from keras_shiftinv import evaluate, plots
+from keras_shiftinv.app import evaluate, plots
+from keras_shiftinv.app.run_folder import RunFolder
 from keras_shiftinv.models import load_model
-from keras_shiftinv.run_folder import RunFolder
 
 from . import measure
 from .plan import (
@@ -79,7 +79,7 @@ def equivariance_entries(records, settings, out_dir, data_dir):
 
 def plot_consistency_accuracy(records, path):
     """Zhang's Figure 5: consistency against accuracy, one panel per augmentation
-    setting, one colour per variant, one marker per model (`keras_shiftinv.plots`);
+    setting, one colour per variant, one marker per model (`keras_shiftinv.app.plots`);
     the exact runs have a black edge."""
     colours = {v: f"C{i % 10}" for i, v in enumerate(VARIANTS)}
     markers = dict(zip(MODELS, "os", strict=True))

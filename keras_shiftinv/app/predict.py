@@ -13,8 +13,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv import data, input_fit
-from keras_shiftinv.export import METADATA
+from keras_shiftinv.app import data, input_fit
+from keras_shiftinv.app.export import METADATA
 from keras_shiftinv.models import load_model, with_probabilities
 
 
@@ -79,7 +79,7 @@ class _Classifier:
 def _fitted(path, shape, image_size=None):
     """The image file at `path` as uint8 (H, W, C) of the model's input `shape`,
     fitted as the model's run folder records (`image_size`) or by the rule of
-    `keras_shiftinv.input_fit` (other sizes resized)."""
+    `keras_shiftinv.app.input_fit` (other sizes resized)."""
     try:
         image = data.decode_image_file(path, shape[-1])
     except (tf.errors.OpError, ValueError) as error:

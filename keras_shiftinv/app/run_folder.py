@@ -7,8 +7,8 @@ import json
 import os
 import shutil
 
-from keras_shiftinv._files import LOCK_NAME, temporary_path
-from keras_shiftinv._paths import check_writable_dir
+from keras_shiftinv.app._files import LOCK_NAME, temporary_path
+from keras_shiftinv.app._paths import check_writable_dir
 
 # The options of the run, its classes and input contract (`input_fit`).
 CONFIG = "config.json"

@@ -14,10 +14,10 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_shiftinv._files import FolderLock
-from keras_shiftinv._paths import check_writable_dir
-from keras_shiftinv.data import fit_images
-from keras_shiftinv.input_fit import fitted_shape
+from keras_shiftinv.app._files import FolderLock
+from keras_shiftinv.app._paths import check_writable_dir
+from keras_shiftinv.app.data import fit_images
+from keras_shiftinv.app.input_fit import fitted_shape
 from keras_shiftinv.models import with_probabilities
 from keras_shiftinv.validation import standardize_int
 
@@ -138,7 +138,7 @@ def export_for_serving(
 
     The version is written to a hidden temporary directory beside it and renamed into
     place, so a running TF Serving never loads a half-written version. One export
-    writes to a base directory at a time (a lock file, `keras_shiftinv._files`): a
+    writes to a base directory at a time (a lock file, `keras_shiftinv.app._files`): a
     second one gets a `ValueError`; the hidden directory of a killed export is
     deleted by the next one.
 
@@ -156,13 +156,13 @@ def export_for_serving(
             model's last layer (a softmax activation, or a linear one).
         input_name: name of the signature's image input.
         input_fit: `(image_shape, options)` of the images the model was trained
-            on, as `keras_shiftinv.input_fit.recorded` reads them from a run
+            on, as `keras_shiftinv.app.input_fit.recorded` reads them from a run
             folder: the signature then also takes images of that size (28x28
             Fashion-MNIST for a 32x32 model) and fits them in the graph as
-            training did (`keras_shiftinv.data.fit_images`). None: only the
+            training did (`keras_shiftinv.app.data.fit_images`). None: only the
             model's input size.
         class_names: the names of the classes, in output order (the run
-            folder's, `keras_shiftinv.input_fit.recorded_class_names`), or None.
+            folder's, `keras_shiftinv.app.input_fit.recorded_class_names`), or None.
             `VERSION/assets.extra/` keeps them with the model's input shape
             (`METADATA`), for `predict`; TF Serving ignores the file.
 

@@ -31,20 +31,20 @@ import typing
 import keras
 import tensorflow as tf
 
-from keras_shiftinv import input_fit, plots, run_folder
-from keras_shiftinv._files import FolderLock, atomic_path
 from keras_shiftinv._keras_compat import multiworker_fit
-from keras_shiftinv._paths import check_writable_dir
-from keras_shiftinv.callbacks import EpochCSVLogger, read_log
-from keras_shiftinv.distribute import (
+from keras_shiftinv.app import input_fit, plots, run_folder
+from keras_shiftinv.app._files import FolderLock, atomic_path
+from keras_shiftinv.app._paths import check_writable_dir
+from keras_shiftinv.app.callbacks import EpochCSVLogger, read_log
+from keras_shiftinv.app.distribute import (
     make_strategy,
     synchronize_batch_norm,
     worker_dir,
 )
+from keras_shiftinv.app.run_folder import RunFolder
+from keras_shiftinv.app.train_config import TrainConfig
 from keras_shiftinv.models import RecordedModel
-from keras_shiftinv.run_folder import RunFolder
 from keras_shiftinv.schedules import make_optimizer, make_schedule
-from keras_shiftinv.train_config import TrainConfig
 
 # Images up to this size get the CIFAR stem (3x3 stride-1 conv, no max pooling).
 SMALL_IMAGE_SIZE = 64
@@ -66,16 +66,16 @@ class Datasets(typing.NamedTuple):
     train: tf.data.Dataset
     validation: tf.data.Dataset
     test: tf.data.Dataset
-    info: object  # keras_shiftinv.data.DatasetInfo
+    info: object  # keras_shiftinv.app.data.DatasetInfo
     input_shape: tuple
     train_examples: int
-    input_fit: dict  # the pipeline options of keras_shiftinv.input_fit
+    input_fit: dict  # the pipeline options of keras_shiftinv.app.input_fit
 
 
 def make_datasets(config):
     """The `Datasets` of a run of `config`."""
 
-    from keras_shiftinv import data
+    from keras_shiftinv.app import data
 
     if config.dataset == "fashion_mnist":
         data.ensure_fashion_mnist(config.data_dir, install=config.install_data)
@@ -292,7 +292,7 @@ def _train(config, strategy, run_dir, overwrite, test):
 
 
 def _fit(config, model, train_ds, val_ds, files):
-    from keras_shiftinv.callbacks import ShiftConsistency
+    from keras_shiftinv.app.callbacks import ShiftConsistency
 
     finished = read_log(files.log)
     best_so_far = max((float(row["val_accuracy"]) for row in finished), default=None)
@@ -348,7 +348,7 @@ def _fit(config, model, train_ds, val_ds, files):
 
 
 def _evaluate(config, files, test_ds, fit_seconds, model):
-    from keras_shiftinv.evaluate import measure
+    from keras_shiftinv.app.evaluate import measure
 
     rows = read_log(files.log)
     plots.plot_training_curves(rows, files.curves)
