@@ -53,10 +53,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The benchmarks' shared modules (on the path when this runs as a script, not when
-# the tests load it by path) and the package.
+# the tests load it by path). The package is imported as installed.
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
 import markdown_sections  # noqa: E402
 

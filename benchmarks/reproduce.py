@@ -8,10 +8,10 @@ our experiments, we use circular shifting and convolution"), every conv, pool an
 pads circularly (`--padding zero` makes the same runs with zero padding). Each model
 is trained without and with shift augmentation (random crop of the image padded by 4
 px, and flip), as Table 1 of that draft does. Every run has the same seed, schedule
-and epochs (`keras_shiftinv.training.train`). Then, for each run, on the test split:
+and epochs (`keras_shiftinv.app.training.train`). Then, for each run, on the test split:
 accuracy without shifts and under random circular shifts, circular and crop shift
 consistency, classification variation and the diagonal stability curve
-(`keras_shiftinv.metrics`).
+(`keras_shiftinv.app.metrics`).
 
 Writes to the output folder (default benchmarks/results/<mode>[-zero]/):
 
@@ -54,10 +54,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 # The shared modules of the benchmarks folder (there when this file runs as a
-# script, not when it is loaded by path, as the tests do) and the package.
+# script, not when it is loaded by path, as the tests do). The package is imported
+# as installed (`pip install -e .`).
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
 
 import tensorflow as tf  # noqa: E402
 from reproduction import plan, report, seeds  # noqa: E402

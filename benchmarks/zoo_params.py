@@ -11,16 +11,13 @@ head (the original networks; slow: 130M weights each).
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import zoo  # noqa: E402
+import zoo
+from keras_shiftinv.variants import MODULE_VARIANTS
 
 COLUMNS = [(v, {"variant": v}) for v in zoo.VARIANTS] + [
     (f"{v} + aps order", {"variant": v, "polyphase_order": "aps"})
-    for v in ("group", "conv3d")
+    for v in MODULE_VARIANTS
 ]
 
 

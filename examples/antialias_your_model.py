@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import keras_shiftinv  # noqa: E402
-from keras_shiftinv import data, metrics  # noqa: E402
+from keras_shiftinv.app import data, metrics  # noqa: E402
 
 
 def your_model():

@@ -2,7 +2,7 @@
 
 A small ResNet-18 in the "aps" variant with circular padding is exactly invariant to
 circular shifts of its input: its predictions do not change at all when the image is
-rolled, while the baseline's do. Reads Fashion-MNIST with `keras_shiftinv.data`
+rolled, while the baseline's do. Reads Fashion-MNIST with `keras_shiftinv.app.data`
 (IDX files, default /usr/share/datasets/fashion-mnist), or uses random images with
 --random.
 
@@ -10,16 +10,12 @@ rolled, while the baseline's do. Reads Fashion-MNIST with `keras_shiftinv.data`
 """
 
 import argparse
-import os
-import sys
 
 import keras
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import zoo  # noqa: E402
-from keras_shiftinv import data  # noqa: E402
+import zoo
+from keras_shiftinv.app import data
 
 
 def load(split, count, random, data_dir):

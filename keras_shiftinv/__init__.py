@@ -1,8 +1,18 @@
-"""Shift-invariant convolutional networks for Keras 3."""
+"""Shift-invariant convolutional networks for Keras 3.
+
+The library: layers, ops, filters, initializers, `antialias` (model surgery),
+diagnostics, the variant policy and saved-model helpers, on every Keras backend
+(keras and numpy only). The TensorFlow application (the commands, training,
+data, evaluation, export, predict) is `keras_shiftinv.app`, which the library
+never imports; the model zoo is the `zoo` package, above the library.
+"""
 
 import importlib
-import os
+import importlib.abc
+import importlib.util
 import sys
+
+from keras_shiftinv._install import check_backend
 
 __version__ = "0.1.0"
 
@@ -23,17 +33,6 @@ _EXPORTS = {
     # Registered for loading saved models, as the layers are.
     "CyclicLR": ("keras_shiftinv.schedules", "CyclicLR"),
 }
-# These need TensorFlow (tf.data, tf.distribute, SavedModel): they are imported on
-# first use, so `import keras_shiftinv` stays light on the JAX backend.
-_LAZY_SUBMODULES = (
-    "callbacks",
-    "data",
-    "evaluate",
-    "export",
-    "metrics",
-    "predict",
-    "training",
-)
 
 
 def _export(name):
@@ -47,32 +46,81 @@ def _export(name):
 def __getattr__(name):
     if name in _EXPORTS:
         return _export(name)
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"keras_shiftinv.{name}")
     raise AttributeError(f"module 'keras_shiftinv' has no attribute {name!r}")
 
 
-def _run_as_command_line():
-    """Whether this process is `python -m keras_shiftinv` or `keras-shiftinv`.
-
-    Both import this package before the command line is parsed: importing Keras
-    here (and with it TensorFlow, seconds) would make `--help` slow. The commands
-    import what they run."""
-    argv = getattr(sys, "orig_argv", sys.argv)
-    module_run = any(
-        a == "-m" and b == __name__ for a, b in zip(argv, argv[1:], strict=False)
-    )
-    return module_run or os.path.basename(sys.argv[0]) == "keras-shiftinv"
+# The modules that register classes with Keras (for loading saved models).
+_REGISTERING = ("layers", "initializers", "schedules", "models")
 
 
-# Anywhere else, importing the package registers its layers for loading saved
-# models, as it always has.
-if not _run_as_command_line():
-    from keras_shiftinv._install import check_backend
+def _register():
+    for name in _REGISTERING:
+        importlib.import_module(f"{__name__}.{name}")
 
-    check_backend()
-    for _name in _EXPORTS:
-        _export(_name)
+
+class _RegisterWithKeras(importlib.abc.MetaPathFinder):
+    """Runs `_register` once Keras is imported and no module of the package is
+    half-imported.
+
+    The layers are Keras classes: registering them imports Keras (and with it
+    TensorFlow, seconds). A process that has not imported Keras has nothing to
+    load a model with yet, so the registration waits for Keras' own import, and
+    the command line's `--help` and `--version` stay light. When a module of the
+    package is what imports Keras, the registration waits until that module and
+    those importing it are complete, as the layers import them."""
+
+    def __init__(self):
+        self.importing = 0
+
+    def find_spec(self, name, path=None, target=None):
+        tracked = name.startswith(f"{__name__}.") and not name.endswith("__main__")
+        if name != "keras" and not tracked:
+            return None
+        if name == "keras":
+            # Keras' backend missing: one line saying what to install, not the
+            # backend's ModuleNotFoundError deep inside Keras.
+            check_backend()
+        # The other finders answer (TensorFlow also asks, only to look).
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Watched(spec.loader, self, tracked)
+        return spec
+
+    def imported(self):
+        if not self.importing and "keras" in sys.modules and self in sys.meta_path:
+            sys.meta_path.remove(self)
+            _register()
+
+
+class _Watched(importlib.abc.Loader):
+    def __init__(self, loader, finder, tracked):
+        self.loader = loader
+        self.finder = finder
+        self.tracked = tracked
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = module.__spec__.loader = self.loader
+        self.finder.importing += self.tracked
+        try:
+            self.loader.exec_module(module)
+        finally:
+            self.finder.importing -= self.tracked
+        self.finder.imported()
+
+
+# Importing the package registers its layers with Keras: now if Keras is loaded,
+# else as soon as it is.
+if "keras" in sys.modules:
+    _register()
+else:
+    sys.meta_path.insert(0, _RegisterWithKeras())
 
 
 __all__ = [

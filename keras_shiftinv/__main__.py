@@ -1,5 +1,5 @@
 import sys
 
-from keras_shiftinv.cli import main
+from keras_shiftinv.app.cli import main
 
 sys.exit(main())

@@ -20,25 +20,14 @@ from keras_shiftinv._keras_compat import (
     sequential_graph,
     sublayers,
 )
-from keras_shiftinv.initializers import LowPass
 from keras_shiftinv.validation import (
-    CONV_PAD_MODES,
-    MODULE_INITIALIZERS,
-    MODULE_VARIANTS,
-    PAD_MODES,
-    PLACEMENTS,
-    POLYPHASE_ORDERS,
     channel_axis,
-    check_module_options,
     renamed_argument,
     spatial_axes,
     standardize_choice,
-    standardize_filt_size,
     standardize_int,
-    standardize_weight,
 )
-
-ANTIALIAS_VARIANTS = ("blur", "aps", "group", "conv3d")
+from keras_shiftinv.variants import ANTIALIAS_VARIANTS, VariantPolicy
 
 _CONVS = (
     keras.layers.Conv2D,
@@ -221,41 +210,12 @@ def antialias(
     if not isinstance(model, keras.Model):
         raise ValueError(f"antialias() takes a keras.Model. Received: model={model!r}")
     variant = renamed_argument("method", method, "variant", variant, "blur")
-    variant = standardize_choice(variant, "variant", ANTIALIAS_VARIANTS)
-    blurs = variant not in MODULE_VARIANTS
-    if pad_mode is None:
-        pad_mode = "reflect" if blurs else "zero"
-    placement = standardize_choice(placement, "placement", PLACEMENTS)
-    module_initializer = standardize_choice(
-        module_initializer, "module_initializer", MODULE_INITIALIZERS
-    )
-    module_lowpass_penalty = standardize_weight(
-        module_lowpass_penalty, "module_lowpass_penalty"
-    )
-    check_module_options(
-        variant,
-        placement=(placement, "replace"),
-        module_initializer=(module_initializer, None),
-        module_lowpass_penalty=(module_lowpass_penalty, 0.0),
-    )
-    if placement == "dense" and polyphase_order == "aps":
-        raise ValueError(
-            "`placement='dense'` needs polyphase_order='fixed': a block and its "
-            "shortcut would pick their components on different maps. Received: "
-            "polyphase_order='aps'"
-        )
+    policy = VariantPolicy.create(
+        variant, filt_size, pad_mode, polyphase_order, placement,
+        module_initializer, module_lowpass_penalty, variants=ANTIALIAS_VARIANTS,
+    )  # fmt: skip
     converter = _Converter(
-        variant=variant,
-        placement=placement,
-        module_initializer=module_initializer,
-        module_lowpass_penalty=module_lowpass_penalty,
-        filt_size=standardize_filt_size(filt_size),
-        pad_mode=standardize_choice(
-            pad_mode, "pad_mode", PAD_MODES if blurs else CONV_PAD_MODES
-        ),
-        polyphase_order=standardize_choice(
-            polyphase_order, "polyphase_order", POLYPHASE_ORDERS
-        ),
+        policy,
         exclude=_standardize_names(exclude, model),
         on_unsupported=standardize_choice(
             on_unsupported, "on_unsupported", ("raise", "warn")
@@ -438,28 +398,12 @@ class _GraphState:
 
 
 class _Converter:
-    def __init__(
-        self,
-        variant,
-        placement,
-        module_initializer,
-        module_lowpass_penalty,
-        filt_size,
-        pad_mode,
-        polyphase_order,
-        exclude,
-        on_unsupported,
-        taken,
-        max_pool_size=None,
-    ):
+    """Rebuilds a model with the layers `policy` (a `VariantPolicy`) puts in."""
+
+    def __init__(self, policy, exclude, on_unsupported, taken, max_pool_size=None):
         self.max_pool_size = max_pool_size
-        self.variant = variant
-        self.placement = placement
-        self.module_initializer = module_initializer
-        self.module_lowpass_penalty = module_lowpass_penalty
-        self.filt_size = filt_size
-        self.pad_mode = pad_mode
-        self.polyphase_order = polyphase_order
+        self.policy = policy
+        self.variant = policy.variant
         self.exclude = exclude
         self.on_unsupported = on_unsupported
         self.taken = taken
@@ -655,7 +599,7 @@ class _Converter:
         if isinstance(layer, _POOLS) or (isinstance(layer, _CONVS) and not strides):
             return None
         if isinstance(layer, _CONVS):
-            if self.variant in ("blur", "aps") or self.placement == "dense":
+            if not self.policy.replaces:
                 return None
             return _shift_invariant_down_misfit(layer)
         if strides:
@@ -675,7 +619,7 @@ class _Converter:
 
     def _replacement(self, layer, strides):
         dtype = layer.dtype_policy
-        if self.variant in MODULE_VARIANTS and self.placement == "replace":
+        if self.policy.replaces:
             return self._shift_invariant_down(layer, strides)
         resized = self.max_pool_size is not None
         if (
@@ -683,11 +627,9 @@ class _Converter:
             and isinstance(layer, keras.layers.MaxPooling2D)
             and (layer.padding == "valid" or resized)
         ):
-            new = si_layers.MaxBlurPool2D(
-                pool_size=self.max_pool_size if resized else layer.pool_size,
-                filt_size=self.filt_size,
+            new = self.policy.max_blur_pool(
+                self.max_pool_size if resized else layer.pool_size,
                 strides=strides,
-                pad_mode=self.pad_mode,
                 data_format=layer.data_format,
                 name=layer.name,
                 dtype=dtype,
@@ -728,17 +670,12 @@ class _Converter:
                 )
             )
         new.append(
-            si_layers.ShiftInvariantDown(
+            self.policy.shift_invariant_down(
                 filters,
-                branch=self.variant,
-                kernel_size=kernel_size,
+                kernel_size,
                 strides=strides,
-                polyphase_order=self.polyphase_order,
-                pad_mode=self.pad_mode,
                 use_bias=use_bias,
-                kernel_initializer=self._module_initializer(kernel_size),
                 kernel_regularizer=regularizer,
-                lowpass_penalty=self.module_lowpass_penalty,
                 data_format=layer.data_format,
                 name=layer.name,
                 dtype=layer.dtype_policy,
@@ -757,13 +694,6 @@ class _Converter:
             f"-> ShiftInvariantDown(branch={self.variant!r}), new weights",
             subsample=False,
         )
-
-    def _module_initializer(self, kernel_size):
-        """The modules' kernel initializer; a low-pass start takes the blur's
-        taps, or the 2 a 1x1 module holds."""
-        if self.module_initializer is None:
-            return "he_normal"
-        return LowPass(self.filt_size if kernel_size > 1 else min(self.filt_size, 2))
 
     def _clone(self, layer, **changes):
         if id(layer) in self._clones:
@@ -808,39 +738,34 @@ class _Converter:
     def _subsample(self, spec, x, state):
         source = spec.source
         strides = _strides(source)
-        blur = dict(filt_size=self.filt_size, pad_mode=self.pad_mode)
         if self.variant == "blur":
             new = [
                 self._subsampler(
-                    source, "blurpool", si_layers.BlurPool2D, strides=strides, **blur
+                    source, "blurpool", self.policy.blur_pool, strides=strides
                 )
             ]
             y = _call_new(new[0], source, x)
-        elif self.variant in MODULE_VARIANTS:
+        elif self.policy.uses_modules:
             new = [
                 self._subsampler(
                     source,
                     "shift_invariant_down",
-                    si_layers.ShiftInvariantDown,
+                    self.policy.shift_invariant_down,
                     filters=x.shape[channel_axis(source.data_format)],
-                    branch=self.variant,
                     kernel_size=3,
                     strides=strides,
-                    pad_mode=self.pad_mode,
-                    kernel_initializer=self._module_initializer(3),
-                    lowpass_penalty=self.module_lowpass_penalty,
                 )
             ]
             y = _call_new(new[0], source, x)
         else:
-            new, y = self._polyphase(spec, x, state, strides, blur)
+            new, y = self._polyphase(spec, x, state, strides)
         rewrite = self._rewrites[id(source)]
         action = f"{rewrite.action}; {type(new[-1]).__name__} {spec.where}"
         self._record(source, state.prefix, action, rewrite.layers + tuple(new))
         state.called.extend(new)
         return y
 
-    def _polyphase(self, spec, x, state, strides, blur):
+    def _polyphase(self, spec, x, state, strides):
         """PolyphaseDown2D, or the polyphase component a tied call chose."""
         source = spec.source
         size = tuple(x.shape[axis] for axis in spatial_axes(source.data_format))
@@ -854,12 +779,10 @@ class _Converter:
                     strides=strides,
                 )
             ]
-            if self.filt_size > 1:
+            if self.policy.filt_size > 1:
                 new.insert(
                     0,
-                    self._subsampler(
-                        source, "blur", si_layers.BlurPool2D, strides=1, **blur
-                    ),
+                    self._subsampler(source, "blur", self.policy.blur_pool, strides=1),
                 )
                 x = _call_new(new[0], source, x)
             return new, _call_new(new[-1], source, [x, chosen[0]])
@@ -869,10 +792,9 @@ class _Converter:
             self._subsampler(
                 source,
                 role,
-                si_layers.PolyphaseDown2D,
+                self.policy.polyphase_down,
                 strides=strides,
                 return_indices=choose,
-                **blur,
             )
         ]
         y = _call_new(new[0], source, x)

@@ -18,11 +18,6 @@ PAD_MODES = ("reflect", "replicate", "zero", "circular")
 # Convolutions and ShiftInvariantDown: zeros or wrap-around.
 CONV_PAD_MODES = ("zero", "circular")
 POLYPHASE_ORDERS = ("fixed", "aps")
-# Where ShiftInvariantDown goes, and how it starts (see zoo.blocks.Builder).
-PLACEMENTS = ("replace", "dense")
-MODULE_INITIALIZERS = (None, "lowpass")
-# The variants (zoo and antialias()) whose downsampling is ShiftInvariantDown.
-MODULE_VARIANTS = ("group", "conv3d")
 # The largest blur: up to 15 taps the k x k binomial kernel (products of binomial
 # coefficients over 4**(k - 1)) is exact in float32; from 16 on it rounds, and far
 # beyond, the coefficients overflow or take minutes to build.
@@ -86,24 +81,6 @@ def standardize_weight(value, name):
             f"`{name}` must be a finite number >= 0. Received: {name}={value!r}"
         )
     return float(value)
-
-
-def check_module_options(variant, **options):
-    """Raises unless `variant` downsamples with `ShiftInvariantDown` modules or
-    every option of the modules (name -> (value, default)) keeps its default."""
-    if variant in MODULE_VARIANTS:
-        return
-    changed = {
-        name: value for name, (value, default) in options.items() if value != default
-    }
-    if changed:
-        names = ", ".join(f"`{name}`" for name in options)
-        received = ", ".join(f"{name}={value!r}" for name, value in changed.items())
-        raise ValueError(
-            f"{names} apply to the variants "
-            f"{' and '.join(map(repr, MODULE_VARIANTS))} (ShiftInvariantDown "
-            f"modules). Received: variant={variant!r}, {received}"
-        )
 
 
 def standardize_pair(value, name, minimum=1):

@@ -1,9 +1,21 @@
 """Checks every layer of the package must pass, shared by the layer tests."""
 
+import contextlib
 import os
 
 import keras
 import numpy as np
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy set to `name` inside the block, then restored."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def input_gradient(fn, x):
@@ -136,13 +148,9 @@ def _fit_step(layer_cls, init_kwargs, x):
 
 def _check_mixed_precision(layer_cls, init_kwargs, x, reference):
     for policy, tol in (("mixed_float16", 2e-2), ("mixed_bfloat16", 1e-1)):
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(policy)
-        try:
+        with dtype_policy(policy):
             layer = layer_cls(**init_kwargs)
             outputs = keras.tree.flatten(layer(x))
-        finally:
-            keras.config.set_dtype_policy(previous)
         float_outputs = [
             (o, r)
             for o, r in zip(outputs, reference, strict=True)

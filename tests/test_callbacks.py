@@ -11,7 +11,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from keras_shiftinv.callbacks import ShiftConsistency  # noqa: E402
+from keras_shiftinv.app.callbacks import ShiftConsistency  # noqa: E402
 from tests.shift_reference import grid, predictions  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
@@ -82,7 +82,7 @@ def test_value_is_the_metric_of_the_epochs_model():
     model = _model(invariant=False)
     callback = ShiftConsistency((x, y), max_shift=4, samples=3, seed=5, max_batches=2)
     history = model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
-    from keras_shiftinv import metrics
+    from keras_shiftinv.app import metrics
 
     expected = metrics.shift_consistency(
         model, (x, y), max_shift=4, samples=3, seed=5, max_batches=2
@@ -112,8 +112,8 @@ MIRRORED = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from keras_shiftinv import metrics
-    from keras_shiftinv.callbacks import ShiftConsistency
+    from keras_shiftinv.app import metrics
+    from keras_shiftinv.app.callbacks import ShiftConsistency
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (36, 8, 8, 1)).astype("float32")

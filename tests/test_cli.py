@@ -9,9 +9,9 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
-from keras_shiftinv import callbacks, cli, data, run_folder, training  # noqa: E402
+from keras_shiftinv.app import callbacks, cli, data, run_folder, training  # noqa: E402
 from tests.shift_reference import predictions  # noqa: E402
-from tests.training_helpers import run_cli, tiny_args, write_image_folder  # noqa: E402
+from tests.training_helpers import run_cli, tiny_args  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
@@ -103,10 +103,9 @@ def check_test_numbers(summary, model_path, data_dir):
     assert summary["test_consistency"] == np.mean(classes[:, 0] == classes[:, 1])
 
 
-def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
-    data_dir = write_image_folder(tmp_path / "data")
+def test_tiny_train_run_writes_the_run_folder(image_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    args = tiny_args(data_dir, out, 2, "--mixed-precision", "mixed_bfloat16")
+    args = tiny_args(image_folder, out, 2, "--mixed-precision", "mixed_bfloat16")
     assert cli.main(args) == 0
     assert sorted(p.name for p in out.iterdir()) == RUN_FILES
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
@@ -115,7 +114,7 @@ def test_tiny_train_run_writes_the_run_folder(tmp_path, capsys):
     with open(out / "summary.json") as f:
         summary = json.load(f)
     assert last_line == training.summary_line(summary)
-    check_test_numbers(summary, out / "best.keras", data_dir)
+    check_test_numbers(summary, out / "best.keras", image_folder)
     with open(out / "config.json") as f:
         config = json.load(f)
     assert config["options"]["epochs"] == 2 and config["input_shape"] == [8, 8, 1]
@@ -303,11 +302,10 @@ def test_lowpass_penalty_from_the_command_line(capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_lowpass_penalty_run_records_it(tmp_path):
-    data_dir = write_image_folder(tmp_path / "data")
+def test_lowpass_penalty_run_records_it(image_folder, tmp_path):
     out = tmp_path / "run"
     extra = ("--variant", "group", "--lowpass-penalty", "0.5")
-    assert cli.main(tiny_args(data_dir, out, 1, *extra)) == 0
+    assert cli.main(tiny_args(image_folder, out, 1, *extra)) == 0
     with open(out / "config.json") as f:
         assert json.load(f)["options"]["module_lowpass_penalty"] == 0.5
     model = keras.saving.load_model(out / "final.keras")

@@ -12,6 +12,7 @@ from keras_shiftinv import (
     ShiftInvariantDown,
     antialias,
 )
+from tests.helpers import dtype_policy
 
 L = keras.layers
 
@@ -216,12 +217,8 @@ def test_converted_model_saves_and_loads(tmp_path):
 
 
 def test_mixed_precision_model_stays_mixed():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with dtype_policy("mixed_float16"):
         model = _small_sequential()
-    finally:
-        keras.config.set_dtype_policy(previous)
     new = antialias(model)
     assert new.get_layer("c1_blurpool").dtype_policy.name == "mixed_float16"
     assert _numpy(new(_random((2, 32, 32, 3)))).dtype == np.float16

@@ -1,7 +1,6 @@
 import gzip
 import os
 import shutil
-import struct
 import sys
 
 import numpy as np
@@ -9,24 +8,10 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from keras_shiftinv import data  # noqa: E402
+from keras_shiftinv.app import data  # noqa: E402
+from tests.training_helpers import write_idx  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
-
-
-def _idx_bytes(array):
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_idx(folder, prefix, images, labels, gz):
-    ext = ".gz" if gz else ""
-    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-        path = os.path.join(folder, f"{prefix}-{kind}-ubyte{ext}")
-        opener = gzip.open if gz else open
-        with opener(path, "wb") as f:
-            f.write(_idx_bytes(array))
 
 
 def _idx_folder(tmp_path, gz=True, n_train=10, n_test=4):
@@ -35,7 +20,7 @@ def _idx_folder(tmp_path, gz=True, n_train=10, n_test=4):
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, (n, 5, 6), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)
-        _write_idx(tmp_path, prefix, images, labels, gz)
+        write_idx(tmp_path, prefix, images, labels, gz)
         arrays[prefix] = (images, labels)
     return arrays
 
@@ -116,7 +101,7 @@ def test_corrupt_idx_file_is_a_clear_error(tmp_path, gz, kind, message):
 
 def test_idx_label_count_mismatch(tmp_path):
     arrays = _idx_folder(tmp_path)
-    _write_idx(tmp_path, "train", arrays["train"][0], arrays["train"][1][:-1], True)
+    write_idx(tmp_path, "train", arrays["train"][0], arrays["train"][1][:-1], True)
     with pytest.raises(ValueError, match="10 images but .* 9 labels"):
         data.load("mnist", "train", data_dir=str(tmp_path))
 
@@ -479,7 +464,7 @@ def test_train_data_have_one_channel_count_and_size_and_two_classes(tmp_path):
     """The test split gets the training images' channels (gray training images,
     a colour test image: both 1 channel), a test split of another size is refused
     before training, naming --image-size, and so is a single class."""
-    from keras_shiftinv.training import TrainConfig, make_datasets
+    from keras_shiftinv.app.training import TrainConfig, make_datasets
 
     gray = np.full((4, 4, 1), 50, np.uint8)
     for split, classes in (("train", "ab"), ("test", "ab")):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_shiftinv import deploy
+from keras_shiftinv.app import deploy
 from keras_shiftinv.layers import (
     BlurPool2D,
     CircularPadding2D,
@@ -19,7 +19,7 @@ from keras_shiftinv.layers import (
     PolyphaseDown2D,
     ShiftInvariantDown,
 )
-from tests.layers.test_xla import LAYER_GROUPS
+from tests.layers.cases import LAYER_GROUPS
 from tests.zoo.cases import ZOO_CASES, zoo_model
 
 pytest.importorskip("tensorflow")

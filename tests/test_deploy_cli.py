@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from keras_shiftinv import deploy
-from keras_shiftinv.cli import main
-from tests.test_export import images, tiny_model
+from keras_shiftinv.app import deploy
+from keras_shiftinv.app.cli import main
+from tests.tiny_classifier import images, tiny_model
 
 pytestmark = pytest.mark.tf_only
 

@@ -82,7 +82,7 @@ def random_images(count, size, seed=0):
 
 
 def run_cli(argv, capsys):
-    from keras_shiftinv.cli import main
+    from keras_shiftinv.app.cli import main
 
     status = main(argv)
     return status, capsys.readouterr()
@@ -90,7 +90,7 @@ def run_cli(argv, capsys):
 
 def test_report_on_two_models(tmp_path):
     """One evaluation (the expensive part) checked from several sides."""
-    from keras_shiftinv.cli import main
+    from keras_shiftinv.app.cli import main
 
     root = tmp_path
     keras.utils.set_random_seed(0)
@@ -225,7 +225,7 @@ def check_strided(entry):
 def test_nested_model_is_measured_inside():
     """A network behind a Rescaling layer (what the train command saves) is measured
     layer by layer, with the same numbers as the network on rescaled images."""
-    from keras_shiftinv.evaluate import layer_equivariance
+    from keras_shiftinv.app.evaluate import layer_equivariance
 
     network = strided_model()
     inputs = keras.Input((SIZE, SIZE, 1))
@@ -274,7 +274,7 @@ def test_measure_loss_and_protocols():
     unknown name is refused."""
     import tensorflow as tf
 
-    from keras_shiftinv import evaluate
+    from keras_shiftinv.app import evaluate
 
     keras.utils.set_random_seed(1)
     model = strided_model()
@@ -340,7 +340,7 @@ def brightness_folder(root, classes, size=8, per_class=3, rgb=()):
 
 
 def evaluate_folder(model_path, data_dir, out):
-    from keras_shiftinv.evaluate import evaluate
+    from keras_shiftinv.app.evaluate import evaluate
 
     return evaluate(
         [model_path],

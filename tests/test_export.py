@@ -9,12 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_shiftinv import BlurPool2D, MaxBlurPool2D
+from tests.tiny_classifier import CLASSES, images, tiny_model
 
 pytestmark = pytest.mark.tf_only
-
-SHAPE = (12, 12, 3)
-CLASSES = 3
 
 # Runs in a fresh interpreter where keras_shiftinv and zoo cannot be imported: loads
 # the export with plain TensorFlow and saves its answers for every batch in the input
@@ -57,36 +54,6 @@ SERVING_SCRIPT = textwrap.dedent(
 )
 
 
-def tiny_model(activation="softmax"):
-    """Raw pixels in [0, 255] -> classes, built as the train command builds its
-    models: a Rescaling layer, then a network (a nested functional model) with both
-    custom pooling layers, logits and a float32 output activation."""
-    keras.utils.set_random_seed(0)
-    image = keras.Input(SHAPE)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(image)
-    x = MaxBlurPool2D(filt_size=3)(x)
-    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(x)
-    x = BlurPool2D(filt_size=4)(x)
-    features = keras.layers.GlobalAveragePooling2D()(x)
-    dense = keras.layers.Dense(CLASSES, name="logits")
-    outputs = keras.layers.Activation(activation, dtype="float32")(dense(features))
-    network = keras.Model(image, outputs, name="network")
-    # Logits of the centred features, scaled up: the predicted class then varies
-    # between images (with the random initial weights it is the same for all).
-    f = keras.Model(image, features).predict(images(16, 99) / 255, verbose=0)
-    kernel = np.random.default_rng(0).standard_normal((f.shape[1], CLASSES))
-    kernel *= 10 / f.std()
-    dense.set_weights([kernel, -f.mean(0) @ kernel])
-    inputs = keras.Input(SHAPE)
-    return keras.Model(inputs, network(keras.layers.Rescaling(1 / 255)(inputs)))
-
-
-def images(batch, seed):
-    rng = np.random.default_rng(seed)
-    colour = rng.integers(1, 256, (batch, 1, 1, SHAPE[-1]))
-    return (rng.random((batch, *SHAPE)) * colour).astype(np.uint8)
-
-
 def run(args, **kwargs):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -97,7 +64,7 @@ def run(args, **kwargs):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     base = tmp_path_factory.mktemp("export") / "tiny"
@@ -184,7 +151,7 @@ def test_saved_model_cli_shows_and_runs(exported, tmp_path):
 
 
 def test_versions_are_never_overwritten_silently(tmp_path):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     base = tmp_path / "m"
@@ -207,7 +174,7 @@ def test_versions_are_never_overwritten_silently(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     with pytest.raises(ValueError, match="names version 1, but version=2"):
@@ -224,7 +191,7 @@ def test_bad_arguments(tmp_path):
 def test_logits_get_a_softmax(tmp_path):
     import tensorflow as tf
 
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model(activation="linear")
     path = export_for_serving(model, tmp_path / "m")
@@ -262,7 +229,7 @@ def test_load_model_rejects_non_keras_files(tmp_path):
 
 
 def test_export_command(tmp_path, capsys):
-    from keras_shiftinv.cli import main
+    from keras_shiftinv.app.cli import main
 
     tiny_model().save(tmp_path / "tiny.keras")
     argv = ["export", "--model", str(tmp_path / "tiny.keras")]
@@ -282,7 +249,7 @@ def test_recorded_input_fit_serves_the_training_size(tmp_path):
     images, fitted in the graph as training fitted them, and 12x12 ones as before."""
     import tensorflow as tf
 
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model = tiny_model()
     fit = ((8, 8, 3), {"pad_to": (12, 12)})

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from keras_shiftinv import _files
+from keras_shiftinv.app import _files
 
 FILES_MODULE = _files.__file__
 
@@ -116,7 +116,7 @@ pytestmark = pytest.mark.tf_only
 
 
 def _cli(argv, capsys):
-    from keras_shiftinv import cli
+    from keras_shiftinv.app import cli
 
     status = cli.main([str(a) for a in argv])
     return status, capsys.readouterr().err
@@ -133,8 +133,8 @@ def test_second_train_on_a_run_folder_is_refused(tmp_path, capsys):
 
 
 def test_second_export_is_refused_and_a_killed_ones_folder_removed(tmp_path):
-    from keras_shiftinv.export import export_for_serving
-    from tests.test_export import tiny_model
+    from keras_shiftinv.app.export import export_for_serving
+    from tests.tiny_classifier import tiny_model
 
     model, base = tiny_model(), tmp_path / "models"
     with Writer(base):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_shiftinv import data, input_fit
+from keras_shiftinv.app import data, input_fit
 
 pytestmark = pytest.mark.tf_only
 

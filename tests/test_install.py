@@ -29,10 +29,10 @@ BLOCKING_RUNNER = textwrap.dedent(
 
     sys.meta_path.insert(0, Blocker())
     if sys.argv[1] == "import":
-        import keras_shiftinv
+        import keras_shiftinv.layers
     else:
         sys.argv = ["keras-shiftinv", *sys.argv[2:]]
-        from keras_shiftinv.cli import main
+        from keras_shiftinv.app.cli import main
 
         sys.exit(main())
     """

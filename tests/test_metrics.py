@@ -4,7 +4,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from keras_shiftinv import metrics  # noqa: E402
+from keras_shiftinv.app import metrics  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 

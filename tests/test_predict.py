@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_shiftinv import cli
-from tests.test_export import CLASSES, SHAPE, images, tiny_model
-from tests.training_helpers import subprocess_env
+from keras_shiftinv.app import cli
+from tests.tiny_classifier import CLASSES, SHAPE, images, tiny_model
+from tests.training_helpers import run_python, subprocess_env
 
 pytestmark = pytest.mark.tf_only
 
@@ -53,7 +53,7 @@ def test_predict_prints_class_and_probability(run_folder, capsys):
 
 
 def test_predict_reads_a_saved_model_export(run_folder, capsys):
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     model, folder, pixels, paths = run_folder
     base = folder / "models"
@@ -71,7 +71,7 @@ def test_predict_reads_a_saved_model_export(run_folder, capsys):
 
 
 def test_predict_fits_other_sizes_and_channels(run_folder, tmp_path, capsys):
-    from keras_shiftinv import predict
+    from keras_shiftinv.app import predict
 
     model, folder, pixels, _ = run_folder
     colour = np.array([200, 30, 90], np.uint8)
@@ -150,19 +150,13 @@ def keras_version():
 
 
 def test_importing_the_package_still_registers_its_layers():
-    # Only the command line imports the package lazily: a program that imports it
-    # can load models with its layers.
+    # A program that imports Keras and the package can load models with its
+    # layers.
     code = (
         "import keras, keras_shiftinv; "
         "print(keras.saving.get_registered_object('keras_shiftinv>BlurPool2D'))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python(code)
     assert "BlurPool2D" in result.stdout, result.stderr[-2000:]
     assert keras.saving.get_registered_object("keras_shiftinv>BlurPool2D")
 

@@ -127,7 +127,7 @@ class _FakeServing(http.server.BaseHTTPRequestHandler):
 def test_serving_snippet_runs(tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from keras_shiftinv.export import export_for_serving
+    from keras_shiftinv.app.export import export_for_serving
 
     inputs = keras.Input((32, 32, 1))
     x = keras.layers.Rescaling(1 / 255)(inputs)

@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 
 from tests.benchmark_scripts import load_script  # noqa: E402
 from tests.shift_reference import grid, predictions  # noqa: E402
-from tests.test_data import _write_idx  # noqa: E402
+from tests.training_helpers import write_idx  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
@@ -29,7 +29,7 @@ def _fashion_like(folder, n_train=64, n_test=16):
         labels = rng.integers(0, 2, n).astype(np.uint8)
         images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
         images[labels == 1, 10:18, 10:18] = 255
-        _write_idx(folder, prefix, images, labels, gz=True)
+        write_idx(folder, prefix, images, labels, gz=True)
     return images, labels
 
 

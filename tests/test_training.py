@@ -15,7 +15,8 @@ if keras.backend.backend() != "tensorflow":
     pytest.skip("training needs the TensorFlow backend", allow_module_level=True)
 
 import keras_shiftinv  # noqa: E402, F401  (registers the package's classes)
-from keras_shiftinv import callbacks, distribute, run_folder, schedules, training  # noqa: E402
+from keras_shiftinv import schedules  # noqa: E402
+from keras_shiftinv.app import callbacks, distribute, run_folder, training  # noqa: E402
 from keras_shiftinv.schedules import CyclicLR  # noqa: E402
 from tests.training_helpers import (  # noqa: E402
     REPO,
@@ -197,15 +198,14 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2
 )
-from keras_shiftinv.cli import main
+from keras_shiftinv.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    data_dir = write_image_folder(tmp_path / "data")
+def test_fit_under_mirrored_strategy_on_two_logical_cpus(image_folder, tmp_path):
     out = tmp_path / "run"
-    args = tiny_args(data_dir, out, 1, "--strategy", "mirrored")
+    args = tiny_args(image_folder, out, 1, "--strategy", "mirrored")
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED, *args],
         env=subprocess_env(),
@@ -224,11 +224,10 @@ def test_fit_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert not any(layer.synchronized for layer in distribute.batch_norm_layers(model))
 
 
-def test_multiworker_strategy_two_workers_end_equal(tmp_path):
-    data_dir = write_image_folder(tmp_path / "data")
+def test_multiworker_strategy_two_workers_end_equal(image_folder, tmp_path):
     out = tmp_path / "run"
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    args = tiny_args(data_dir, out, 2, "--strategy", "multiworker")
+    args = tiny_args(image_folder, out, 2, "--strategy", "multiworker")
     procs = []
     for index in range(2):
         tf_config = {
@@ -308,10 +307,12 @@ def test_resume_after_sigkill_continues_and_logs_every_epoch_once(tmp_path):
     assert (out / "summary.json").exists() and not (out / "backup").exists()
 
 
-def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, capsys):
-    from keras_shiftinv import cli
+def test_restart_after_the_last_epoch_only_evaluates(
+    image_folder, tmp_path, monkeypatch, capsys
+):
+    from keras_shiftinv.app import cli
 
-    args = tiny_args(write_image_folder(tmp_path / "data"), tmp_path / "run", 1)
+    args = tiny_args(image_folder, tmp_path / "run", 1)
     out = tmp_path / "run"
     evaluate = training._evaluate
 
@@ -343,11 +344,11 @@ def test_restart_after_the_last_epoch_only_evaluates(tmp_path, monkeypatch, caps
 
 
 def test_train_without_the_test_split_measures_nothing_there(
-    tmp_path, monkeypatch, capsys
+    image_folder, tmp_path, monkeypatch, capsys
 ):
-    from keras_shiftinv import cli, evaluate
+    from keras_shiftinv.app import cli, evaluate
 
-    args = tiny_args(write_image_folder(tmp_path / "data"), tmp_path / "run", 1)
+    args = tiny_args(image_folder, tmp_path / "run", 1)
     train = training.train
 
     def not_called(*args, **kwargs):

@@ -1,8 +1,10 @@
 """Tiny data sets and subprocess runs for the training and CLI tests."""
 
+import gzip
 import os
 import pathlib
 import socket
+import struct
 import subprocess
 import sys
 
@@ -52,6 +54,22 @@ def write_image_folder(root, size=8, classes=3, train_per_class=8, test_per_clas
     return str(root)
 
 
+def idx_bytes(array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(folder, prefix, images, labels, gz):
+    """`folder/PREFIX-{images-idx3,labels-idx1}-ubyte[.gz]`, as MNIST is stored."""
+    ext = ".gz" if gz else ""
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+        path = os.path.join(folder, f"{prefix}-{kind}-ubyte{ext}")
+        opener = gzip.open if gz else open
+        with opener(path, "wb") as f:
+            f.write(idx_bytes(array))
+
+
 def tiny_args(data_dir, out, epochs=2, *extra):
     return [
         "train",
@@ -81,6 +99,17 @@ def subprocess_env(**extra):
 
 def cli_command(args):
     return [sys.executable, "-m", "keras_shiftinv", *args]
+
+
+def run_python(code, timeout=300):
+    """Runs `python -c CODE` in a fresh interpreter; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_cli(args, timeout=300, **env):

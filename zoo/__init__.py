@@ -13,7 +13,7 @@ With `flavor="torchvision"` they are torchvision's and antialiased-cnns' network
 and `zoo.load_torch_weights` loads those projects' checkpoints.
 """
 
-from zoo.blocks import VARIANTS
+from keras_shiftinv.variants import VARIANTS
 from zoo.registry import ModelSpec, create_model, list_models, model_spec
 from zoo.resnet import resnet18, resnet34, resnet50
 from zoo.torch_weights import (

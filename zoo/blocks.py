@@ -9,21 +9,13 @@ variant, so both families share one implementation of every variant.
 import keras
 
 from keras_shiftinv import layers as si_layers
-from keras_shiftinv.initializers import LowPass
+from keras_shiftinv.models import RecordedModel
 from keras_shiftinv.validation import (
     CONV_PAD_MODES,
-    MODULE_INITIALIZERS,
-    MODULE_VARIANTS,
-    PLACEMENTS,
-    POLYPHASE_ORDERS,
-    check_module_options,
     standardize_choice,
-    standardize_filt_size,
     standardize_int,
-    standardize_weight,
 )
-
-VARIANTS = ("baseline", "blur", "group", "conv3d", "aps")
+from keras_shiftinv.variants import VariantPolicy
 
 # Every model is channels_last, whatever keras.config says: the zoo's contract is
 # (height, width, channels) images, and TensorFlow's CPU convs need NHWC.
@@ -33,6 +25,26 @@ DATA_FORMAT = "channels_last"
 def scale_width(channels, width_multiplier):
     """`channels * width_multiplier`, rounded, at least 1."""
     return max(1, round(channels * width_multiplier))
+
+
+def zoo_model(inputs, outputs, arch, name, options):
+    """The zoo model `arch` built with the builder options `options` (its
+    arguments but the name), named `name` or after the model, variant and
+    flavor; it records `{"zoo": {"model": arch, **options}}` (`RecordedModel`)."""
+    if name is None:
+        flavor = "_torchvision" if options["flavor"] == "torchvision" else ""
+        name = f"{arch}_{options['variant']}{flavor}"
+    activation = options.get("classifier_activation")
+    if activation is not None and not isinstance(activation, str):
+        # A function given as the activation: recorded by its name.
+        activation = getattr(activation, "__name__", repr(activation))
+    record = {
+        "model": arch,
+        **options,
+        "input_shape": list(options["input_shape"]),
+        "classifier_activation": activation,
+    }
+    return RecordedModel(inputs, outputs, name=name, record={"zoo": record})
 
 
 def check_sizes(width_multiplier, num_classes):
@@ -49,10 +61,11 @@ def check_sizes(width_multiplier, num_classes):
     standardize_int(num_classes, "num_classes")
 
 
-def check_input_shape(input_shape, total_stride, variant, pad_mode):
+def check_input_shape(input_shape, total_stride, policy):
     """A (height, width, channels) shape; with circular padding, the polyphase
-    variants need sizes divisible by `total_stride`, or the wrap-around would join
-    rows that are not neighbours and the exact invariance would be lost."""
+    variants (`policy.keeps_components`) need sizes divisible by `total_stride`,
+    or the wrap-around would join rows that are not neighbours and the exact
+    invariance would be lost."""
     try:
         input_shape = tuple(input_shape)
     except TypeError:
@@ -62,14 +75,14 @@ def check_input_shape(input_shape, total_stride, variant, pad_mode):
             "`input_shape` must be (height, width, channels) with a known number of "
             f"channels. Received: input_shape={input_shape!r}"
         )
-    if pad_mode == "circular" and variant in ("group", "conv3d", "aps"):
+    if policy.pad_mode == "circular" and policy.keeps_components:
         for size in input_shape[:2]:
             if size is not None and size % total_stride:
                 raise ValueError(
-                    f"With pad_mode='circular' and variant={variant!r}, the input "
-                    f"height and width must be multiples of the model's total stride "
-                    f"{total_stride}. Received: input_shape={input_shape!r}; resize "
-                    f"or pad the images to a multiple of {total_stride}."
+                    f"With pad_mode='circular' and variant={policy.variant!r}, the "
+                    f"input height and width must be multiples of the model's total "
+                    f"stride {total_stride}. Received: input_shape={input_shape!r}; "
+                    f"resize or pad the images to a multiple of {total_stride}."
                 )
     return input_shape
 
@@ -110,6 +123,9 @@ class Builder:
     "same" padding and the blurs pad with zeros (reflection would not fit the 1x1
     and 2x2 maps of small models).
 
+    The variant's rules and the layers it puts in are `self.policy`'s (a
+    `keras_shiftinv.variants.VariantPolicy`, shared with `antialias()`).
+
     Args:
         variant: one of `VARIANTS`.
         pad_mode: "zero" or "circular".
@@ -133,47 +149,18 @@ class Builder:
         module_initializer=None,
         module_lowpass_penalty=0.0,
     ):
-        self.variant = standardize_choice(variant, "variant", VARIANTS)
-        self.pad_mode = standardize_choice(pad_mode, "pad_mode", CONV_PAD_MODES)
-        self.filt_size = standardize_filt_size(filt_size)
-        self.polyphase_order = standardize_choice(
-            polyphase_order, "polyphase_order", POLYPHASE_ORDERS
-        )
-        self.placement = standardize_choice(placement, "placement", PLACEMENTS)
-        self.module_initializer = standardize_choice(
-            module_initializer, "module_initializer", MODULE_INITIALIZERS
-        )
-        self.module_lowpass_penalty = standardize_weight(
-            module_lowpass_penalty, "module_lowpass_penalty"
-        )
-        if polyphase_order == "aps" and variant not in MODULE_VARIANTS:
-            raise ValueError(
-                "`polyphase_order='aps'` applies to the variants 'group' and "
-                f"'conv3d'. Received: variant={variant!r}"
-            )
-        check_module_options(
-            variant,
-            placement=(placement, "replace"),
-            module_initializer=(module_initializer, None),
-            module_lowpass_penalty=(self.module_lowpass_penalty, 0.0),
-        )
-        if placement == "dense" and polyphase_order == "aps":
-            # A dense block conv and its shortcut would see different maps, so
-            # their modules could pick different components.
-            raise ValueError(
-                "`placement='dense'` needs polyphase_order='fixed'. Received: "
-                "polyphase_order='aps'"
-            )
-
-    @property
-    def _replaces(self):
-        """Whether a module takes the place of the strided layer itself."""
-        return self.variant in MODULE_VARIANTS and self.placement == "replace"
+        # Every conv and pool pads with zeros or wraps around.
+        self.policy = VariantPolicy.create(
+            variant, filt_size, pad_mode, polyphase_order, placement,
+            module_initializer, module_lowpass_penalty, pad_modes=CONV_PAD_MODES,
+        )  # fmt: skip
+        self.variant = self.policy.variant
+        self.pad_mode = self.policy.pad_mode
 
     @property
     def adaptive(self):
         """Whether every downsampling picks its sampling grid from the data (APS)."""
-        return self.variant == "aps" or self.polyphase_order == "aps"
+        return self.policy.adaptive
 
     def pad(self, x, padding, name):
         """Pads both spatial axes: `padding` is ((top, bottom), (left, right))."""
@@ -231,7 +218,7 @@ class Builder:
         polyphase component "aps" kept (for the block's shortcut), else None.
         """
         downsample = strides != 1 and antialias and self.variant != "baseline"
-        if downsample and self._replaces:
+        if downsample and self.policy.replaces:
             x = self._shift_invariant_down(x, filters, kernel_size, f"{prefix}_down")
         else:
             x = self.conv(
@@ -247,7 +234,7 @@ class Builder:
         if relu:
             x = keras.layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
         index = None
-        if downsample and not self._replaces:
+        if downsample and not self.policy.replaces:
             x, index = self._subsample(x, f"{prefix}_down")
         return x, index
 
@@ -257,17 +244,13 @@ class Builder:
         the inputs are >= 0, so zeros never win. `batch_norm=False` leaves out the
         BN after the module of "group"/"conv3d" (for models without BN)."""
         pad = ((pool_size - 1) // 2, pool_size // 2)
-        if self._replaces:
+        if self.policy.replaces:
             x = self._shift_invariant_down(x, x.shape[-1], 3, name)
             return self.batch_norm(x, f"{name}_bn") if batch_norm else x
         if self.variant == "blur":
             x = self.pad(x, (pad, pad), f"{name}_pad")
-            return si_layers.MaxBlurPool2D(
-                pool_size,
-                filt_size=self.filt_size,
-                pad_mode=self.pad_mode,
-                data_format=DATA_FORMAT,
-                name=name,
+            return self.policy.max_blur_pool(
+                pool_size, data_format=DATA_FORMAT, name=name
             )(x)
         # "baseline" pools with the stride; "aps" and the dense modules pool
         # densely, then sample.
@@ -292,7 +275,7 @@ class Builder:
         normalization, halving the map like the block when `strides=2`. `index`
         is the block's polyphase index in the "aps" variant."""
         name = f"{prefix}_shortcut"
-        if strides != 1 and self._replaces:
+        if strides != 1 and self.policy.replaces:
             x = self._shift_invariant_down(x, filters, 1, f"{name}_down")
             return self.batch_norm(x, f"{name}_bn")
         if strides != 1 and self.variant != "baseline":
@@ -308,49 +291,25 @@ class Builder:
         return self.batch_norm(x, f"{name}_bn")
 
     def _blur(self, x, strides, name):
-        if self.filt_size == 1 and strides == 1:
+        if self.policy.filt_size == 1 and strides == 1:
             return x
-        return si_layers.BlurPool2D(
-            self.filt_size,
-            strides=strides,
-            pad_mode=self.pad_mode,
-            data_format=DATA_FORMAT,
-            name=name,
-        )(x)
+        return self.policy.blur_pool(strides, data_format=DATA_FORMAT, name=name)(x)
 
     def _subsample(self, x, name):
         """The stride of "blur", "aps" and the dense modules: returns `(output,
         index or None)`."""
         if self.variant == "blur":
             return self._blur(x, 2, name), None
-        if self.variant in MODULE_VARIANTS:
+        if self.policy.uses_modules:
             return self._shift_invariant_down(x, x.shape[-1], 3, name), None
-        return si_layers.PolyphaseDown2D(
-            2,
-            filt_size=self.filt_size,
-            pad_mode=self.pad_mode,
-            return_indices=True,
-            data_format=DATA_FORMAT,
-            name=name,
+        return self.policy.polyphase_down(
+            2, return_indices=True, data_format=DATA_FORMAT, name=name
         )(x)
 
     def _shift_invariant_down(self, x, filters, kernel_size, name):
-        initializer = "he_normal"
-        if self.module_initializer == "lowpass":
-            taps = self.filt_size if kernel_size > 1 else min(self.filt_size, 2)
-            initializer = LowPass(taps)
         # No bias: a batch normalization follows, or the layer replaces a pool.
-        return si_layers.ShiftInvariantDown(
-            filters,
-            branch=self.variant,
-            kernel_size=kernel_size,
-            polyphase_order=self.polyphase_order,
-            pad_mode=self.pad_mode,
-            use_bias=False,
-            kernel_initializer=initializer,
-            lowpass_penalty=self.module_lowpass_penalty,
-            data_format=DATA_FORMAT,
-            name=name,
+        return self.policy.shift_invariant_down(
+            filters, kernel_size, use_bias=False, data_format=DATA_FORMAT, name=name
         )(x)
 
 
@@ -445,12 +404,8 @@ class TorchvisionBuilder(Builder):
 
     def max_pool(self, x, pool_size, name, batch_norm=True):
         if self.variant == "blur":
-            return si_layers.MaxBlurPool2D(
-                2,
-                filt_size=self.filt_size,
-                pad_mode="reflect",
-                data_format=DATA_FORMAT,
-                name=name,
+            return self.policy.max_blur_pool(
+                2, pad_mode="reflect", data_format=DATA_FORMAT, name=name
             )(x)
         # Zero padding is -inf padding here: the inputs are ReLU outputs.
         pad = (pool_size - 1) // 2
@@ -460,12 +415,8 @@ class TorchvisionBuilder(Builder):
         )(x)
 
     def _blur(self, x, strides, name):
-        return si_layers.BlurPool2D(
-            self.filt_size,
-            strides=strides,
-            pad_mode="reflect",
-            data_format=DATA_FORMAT,
-            name=name,
+        return self.policy.blur_pool(
+            strides, pad_mode="reflect", data_format=DATA_FORMAT, name=name
         )(x)
 
 

@@ -48,6 +48,7 @@ from zoo.blocks import (
     classifier,
     make_builder,
     scale_width,
+    zoo_model,
 )
 
 STEMS = ("imagenet", "cifar")
@@ -116,6 +117,10 @@ def resnet(
     padding=None,
 ):
     """Builds the ResNet `arch` (a key of `RESNETS`); see `resnet18`."""
+    # The builder's options, recorded in the model (without the deprecated name).
+    options = {
+        k: v for k, v in locals().items() if k not in ("arch", "name", "padding")
+    }
     # Called by resnet18/34/50: stacklevel 4 blames their caller.
     pad_mode = renamed_argument(
         "padding", padding, "pad_mode", pad_mode, "zero", stacklevel=4
@@ -145,7 +150,7 @@ def resnet(
             "`antialias_stem=True` needs a variant other than 'baseline' and "
             f"stem='imagenet'. Received: variant={variant!r}, stem={stem!r}"
         )
-    input_shape = check_input_shape(input_shape, TOTAL_STRIDES[stem], variant, pad_mode)
+    input_shape = check_input_shape(input_shape, TOTAL_STRIDES[stem], builder.policy)
 
     inputs = keras.Input(input_shape, name="images")
     width = scale_width(STAGE_WIDTHS[0], width_multiplier)
@@ -173,9 +178,8 @@ def resnet(
 
     if include_top:
         x = classifier(x, num_classes, classifier_activation)
-    if name is None:
-        name = f"{arch}_{variant}" + ("_torchvision" if flavor == "torchvision" else "")
-    return keras.Model(inputs, x, name=name)
+    options.update(pad_mode=pad_mode, input_shape=input_shape)
+    return zoo_model(inputs, x, arch, name, options)
 
 
 _DOC = """{title} in the shift-invariance variant `variant`.

@@ -23,6 +23,12 @@ import numpy as np
 from keras_shiftinv import layers as si_layers
 from keras_shiftinv._keras_compat import producer
 from keras_shiftinv.filters import binomial_filter
+from keras_shiftinv.models import (
+    RecordedModel,
+    find_record,
+    is_logits,
+    probabilities_layer,
+)
 
 # torchvision's ImageNet normalization of RGB images scaled to [0, 1].
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
@@ -101,9 +107,9 @@ def load_torch_weights(model, source):
             or a checkpoint that does not match: the message names the first
             missing, unexpected or mis-shaped tensor.
     """
-    network = _zoo_network(model)
+    network, model_name = _zoo_network(model)
     tensors = read_checkpoint(source)
-    plan, filters = _plan(network)
+    plan, filters = _plan(network, model_name)
     assignments = []
     for variable, name, to_keras in plan:
         value = _tensor(tensors, name, variable.path)
@@ -263,49 +269,33 @@ def _tensor(tensors, name, needed_by):
 
 
 def _zoo_network(model):
-    """`model`, or the one zoo network a wrapper model holds."""
+    """`model`, or the one zoo network a wrapper model holds, read from what the
+    zoo recorded in it (its model and flavor)."""
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"load_torch_weights() takes a keras.Model. Received: model={model!r}"
         )
-    candidates = [model] + [
-        layer for layer in model.layers if isinstance(layer, keras.Model)
-    ]
-    for candidate in candidates:
-        names = {layer.name for layer in candidate.layers}
-        if "stem_conv" in names or "block1_conv1" in names:
-            _check_flavor(candidate, names)
-            return candidate
-    raise ValueError(
-        f"Model {model.name!r} is not a zoo ResNet or VGG: build it with "
-        "zoo.<name>(variant=..., flavor='torchvision')."
-    )
-
-
-def _check_flavor(network, names):
-    """Refuses `flavor="keras"` models, whose weights would load but compute
-    another function (other padding, other grids)."""
-    blurs = (si_layers.BlurPool2D, si_layers.MaxBlurPool2D)
-    keras_flavor = ("stem_conv" in names and "stem_conv_pad" not in names) or any(
-        name.endswith("_pool_pad") and name != "stem_pool_pad" for name in names
-    )
-    for layer in network.layers:
-        if isinstance(layer, si_layers.CircularPadding2D) or (
-            isinstance(layer, blurs) and layer.pad_mode != "reflect"
-        ):
-            keras_flavor = True
-    if keras_flavor:
+    network, options = find_record(model, "zoo")
+    if network is None:
+        raise ValueError(
+            f"Model {model.name!r} is not a zoo ResNet or VGG: build it with "
+            "zoo.<name>(variant=..., flavor='torchvision')."
+        )
+    if options["flavor"] != "torchvision":
+        # Its weights would load but compute another function (other padding,
+        # other grids).
         raise ValueError(
             f"Model {network.name!r} is not built with flavor='torchvision' (its "
             "padding differs from PyTorch's): build it with "
             "zoo.<name>(variant=..., flavor='torchvision')."
         )
+    return network, options["model"]
 
 
-def _plan(network):
+def _plan(network, model_name):
     """[(Keras variable, torch name, torch -> Keras array)] and {torch name of a
     blur filter: (layer, expected filter)}."""
-    if "stem_conv" in {layer.name for layer in network.layers}:
+    if model_name.startswith("resnet"):
         prefixes = _resnet_prefixes(network)
     else:
         prefixes = _vgg_prefixes(network)
@@ -452,8 +442,6 @@ def torchvision_classifier(network, name=None):
     network's input size first (torchvision's ImageNet evaluation: resize the
     shorter side to 256, center crop 224).
     """
-    from keras_shiftinv.models import outputs_probabilities
-
     inputs = keras.Input(network.input_shape[1:], name="image")
     x = keras.layers.Normalization(
         mean=[255.0 * m for m in TORCHVISION_MEAN],
@@ -461,15 +449,18 @@ def torchvision_classifier(network, name=None):
         name="torchvision_normalization",
     )(inputs)
     x = network(x)
-    if not outputs_probabilities(network):
-        x = keras.layers.Softmax(dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, x, name=name or network.name)
+    if is_logits(network):
+        x = probabilities_layer()(x)
+    contract = {"pixels": [0, 255], "mean": TORCHVISION_MEAN, "std": TORCHVISION_STD}
+    return RecordedModel(
+        inputs, x, name=name or network.name, record={"input": contract}
+    )
 
 
 def torch_tensor_shapes(model):
     """The tensors `load_torch_weights` needs for `model`: {name: PyTorch shape},
     weights and blur filters, in the model's order."""
-    plan, filters = _plan(_zoo_network(model))
+    plan, filters = _plan(*_zoo_network(model))
     shapes = {
         name: _torch_shape(variable, to_keras) for variable, name, to_keras in plan
     }
@@ -504,7 +495,7 @@ def convert_checkpoint(
     Returns:
         The `keras.Model`.
     """
-    import zoo
+    from zoo.registry import create_model
 
     tensors = read_checkpoint(source)
     filters = [value for name, value in tensors.items() if name.endswith(".filt")]
@@ -532,7 +523,7 @@ def convert_checkpoint(
             f"`batch_norm` is an option of the VGGs; {model_name} always has batch "
             f"norms. Received: batch_norm={batch_norm!r}"
         )
-    network = zoo.create_model(model_name, **options)
+    network = create_model(model_name, **options)
     load_torch_weights(network, tensors)
     suffix = f"_lpf{filt_size}" if variant == "blur" else ""
     bn = "_bn" if vgg and options["batch_norm"] else ""

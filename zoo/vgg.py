@@ -24,6 +24,7 @@ from zoo.blocks import (
     classifier,
     make_builder,
     scale_width,
+    zoo_model,
 )
 
 HEADS = ("gap", "fc")
@@ -62,6 +63,10 @@ def vgg(
     padding=None,
 ):
     """Builds the VGG `arch` (a key of `VGGS`); see `vgg11`."""
+    # The builder's options, recorded in the model (without the deprecated name).
+    options = {
+        k: v for k, v in locals().items() if k not in ("arch", "name", "padding")
+    }
     # Called by vgg11/13/16: stacklevel 4 blames their caller.
     pad_mode = renamed_argument(
         "padding", padding, "pad_mode", pad_mode, "zero", stacklevel=4
@@ -93,7 +98,7 @@ def vgg(
         raise ValueError(
             f"`batch_norm` must be True or False. Received: batch_norm={batch_norm!r}"
         )
-    input_shape = check_input_shape(input_shape, TOTAL_STRIDE, variant, pad_mode)
+    input_shape = check_input_shape(input_shape, TOTAL_STRIDE, builder.policy)
     if include_top and head == "fc" and None in input_shape:
         raise ValueError(
             "head='fc' flattens the last feature map, so it needs a known height and "
@@ -123,9 +128,8 @@ def vgg(
         x = classifier(
             x, num_classes, classifier_activation, hidden, flatten=head == "fc"
         )
-    if name is None:
-        name = f"{arch}_{variant}" + ("_torchvision" if flavor == "torchvision" else "")
-    return keras.Model(inputs, x, name=name)
+    options.update(pad_mode=pad_mode, head=head, input_shape=input_shape)
+    return zoo_model(inputs, x, arch, name, options)
 
 
 _DOC = """{title} in the shift-invariance variant `variant`.

@@ -5,6 +5,6 @@
     report    one seed's plots, tables, claims, report.md and BENCHMARKS.md part
     seeds     the results across seeds: tables, verdicts, plots and report
 
-They need the repository root (keras_shiftinv) and the benchmarks folder
-(markdown_sections) on sys.path, which reproduce.py puts there.
+They import the package as installed (`pip install -e .`) and need the benchmarks
+folder (markdown_sections) on sys.path, which reproduce.py and evidence.py put there.
 """

@@ -26,7 +26,8 @@ import time
 import keras
 import numpy as np
 
-from keras_shiftinv import data, diagnostics, input_fit, metrics, run_folder, training
+from keras_shiftinv import diagnostics
+from keras_shiftinv.app import data, input_fit, metrics, run_folder, training
 from keras_shiftinv.models import load_model
 
 from . import plan

@@ -1,13 +1,13 @@
 """The test data of the reproduction and the measurement of one trained model
-(`keras_shiftinv.evaluate.measure`, with the images fitted to the model by
-`keras_shiftinv.input_fit` as in training)."""
+(`keras_shiftinv.app.evaluate.measure`, with the images fitted to the model by
+`keras_shiftinv.app.input_fit` as in training)."""
 
-from keras_shiftinv import data, evaluate, input_fit
+from keras_shiftinv.app import data, evaluate, input_fit
 
 
 def test_images(count, batch_size, data_dir):
     """The first `count` test images, fitted to the model and batched as in
-    training (`keras_shiftinv.input_fit`)."""
+    training (`keras_shiftinv.app.input_fit`)."""
     ds, info = data.load("fashion_mnist", "test", data_dir=data_dir)
     fit = input_fit.fit_options(info.image_shape)
     return data.pipeline(ds.take(count), batch_size, training=False, **fit).cache()

@@ -16,7 +16,8 @@ import time
 
 import keras
 
-from keras_shiftinv import diagnostics, run_folder, training
+from keras_shiftinv import diagnostics
+from keras_shiftinv.app import run_folder, training
 from keras_shiftinv.models import load_model
 
 from . import measure

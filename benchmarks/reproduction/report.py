@@ -8,7 +8,8 @@ import statistics
 
 import markdown_sections
 
-from keras_shiftinv import evaluate, plots
+from keras_shiftinv.app import evaluate, plots
+from keras_shiftinv.app.run_folder import RunFolder
 from keras_shiftinv.models import load_model
 
 from . import measure
@@ -63,7 +64,7 @@ def equivariance_entries(records, settings, out_dir, data_dir):
             images = measure.test_images(
                 settings.equivariance_images, settings.batch_size, data_dir
             )
-            model_path = os.path.join(record["train_config"]["out"], "best.keras")
+            model_path = RunFolder(record["train_config"]["out"]).best_model
             layers = evaluate.layer_equivariance(
                 load_model(model_path),
                 images,
@@ -78,7 +79,7 @@ def equivariance_entries(records, settings, out_dir, data_dir):
 
 def plot_consistency_accuracy(records, path):
     """Zhang's Figure 5: consistency against accuracy, one panel per augmentation
-    setting, one colour per variant, one marker per model (`keras_shiftinv.plots`);
+    setting, one colour per variant, one marker per model (`keras_shiftinv.app.plots`);
     the exact runs have a black edge."""
     colours = {v: f"C{i % 10}" for i, v in enumerate(VARIANTS)}
     markers = dict(zip(MODELS, "os", strict=True))

@@ -1,20 +1,17 @@
 import keras
 
 from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.base_layer import BaseLayer2D
 from keras_shiftinv.validation import (
     PAD_MODES,
-    call_on_batch,
-    check_input_shape,
-    downsampled_shape,
     standardize_choice,
-    standardize_data_format,
     standardize_filt_size,
     standardize_pair,
 )
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
-class BlurPool2D(keras.layers.Layer):
+class BlurPool2D(BaseLayer2D):
     """Anti-aliased downsampling: a binomial low-pass filter, then a stride.
 
     Each channel is blurred with the outer product of row `filt_size` of Pascal's
@@ -59,39 +56,18 @@ class BlurPool2D(keras.layers.Layer):
           ICML 2019](https://arxiv.org/abs/1904.11486)
     """
 
+    config_names = ("filt_size", "strides", "pad_mode")
+    requires_channels = True
+
     def __init__(
         self, filt_size=4, strides=2, pad_mode="reflect", data_format=None, **kwargs
     ):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.filt_size = standardize_filt_size(filt_size)
         self.strides = standardize_pair(strides, "strides")
         self.pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
-        self.data_format = standardize_data_format(data_format)
 
-    def build(self, input_shape):
-        check_input_shape(self, input_shape)
-
-    def call(self, inputs):
-        return call_on_batch(self, self._blur, inputs)
-
-    def _blur(self, inputs):
+    def _compute(self, inputs):
         return si_ops.blur_pool2d(
             inputs, self.filt_size, self.strides, self.pad_mode, self.data_format
         )
-
-    def compute_output_shape(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
-        shape = downsampled_shape(input_shape, self.strides, self.data_format)
-        return tuple(shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filt_size": self.filt_size,
-                "strides": self.strides,
-                "pad_mode": self.pad_mode,
-                "data_format": self.data_format,
-            }
-        )
-        return config

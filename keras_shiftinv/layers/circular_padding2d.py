@@ -1,14 +1,8 @@
 import keras
 
 from keras_shiftinv import ops as si_ops
-from keras_shiftinv.validation import (
-    call_on_batch,
-    check_input_shape,
-    is_int,
-    spatial_axes,
-    standardize_data_format,
-    standardize_pair,
-)
+from keras_shiftinv.layers.base_layer import BaseLayer2D
+from keras_shiftinv.validation import is_int, spatial_axes, standardize_pair
 
 
 def _standardize_padding(padding):
@@ -30,7 +24,7 @@ def _standardize_padding(padding):
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
-class CircularPadding2D(keras.layers.Layer):
+class CircularPadding2D(BaseLayer2D):
     """Wrap-around padding of the two spatial axes.
 
     The rows added at the top are the last rows of the input, those at the bottom
@@ -64,29 +58,17 @@ class CircularPadding2D(keras.layers.Layer):
     (2, 10, 10, 16)
     """
 
+    config_names = ("padding",)
+
     def __init__(self, padding=1, data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.padding = _standardize_padding(padding)
-        self.data_format = standardize_data_format(data_format)
 
-    def build(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
-
-    def call(self, inputs):
-        return call_on_batch(self, self._pad, inputs)
-
-    def _pad(self, inputs):
+    def _compute(self, inputs):
         return si_ops.pad2d(inputs, self.padding, "circular", self.data_format)
 
-    def compute_output_shape(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
-        shape = list(input_shape)
+    def output_shape_for(self, shape):
         for axis, pad in zip(spatial_axes(self.data_format), self.padding, strict=True):
             if shape[axis] is not None:
                 shape[axis] += sum(pad)
-        return tuple(shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"padding": self.padding, "data_format": self.data_format})
-        return config
+        return shape

@@ -1,21 +1,18 @@
 import keras
 
 from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.base_layer import BaseLayer2D
 from keras_shiftinv.validation import (
     PAD_MODES,
-    call_on_batch,
-    check_input_shape,
-    downsampled_shape,
     spatial_axes,
     standardize_choice,
-    standardize_data_format,
     standardize_filt_size,
     standardize_pair,
 )
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
-class MaxBlurPool2D(keras.layers.Layer):
+class MaxBlurPool2D(BaseLayer2D):
     """Anti-aliased max pooling: max pooling at stride 1, then `BlurPool2D`.
 
     Strided max pooling is dense max pooling followed by naive subsampling; the
@@ -52,6 +49,9 @@ class MaxBlurPool2D(keras.layers.Layer):
           ICML 2019](https://arxiv.org/abs/1904.11486)
     """
 
+    config_names = ("pool_size", "filt_size", "strides", "pad_mode")
+    requires_channels = True
+
     def __init__(
         self,
         pool_size=2,
@@ -61,15 +61,14 @@ class MaxBlurPool2D(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.pool_size = standardize_pair(pool_size, "pool_size")
         self.filt_size = standardize_filt_size(filt_size)
         self.strides = standardize_pair(strides, "strides")
         self.pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
-        self.data_format = standardize_data_format(data_format)
 
     def build(self, input_shape):
-        check_input_shape(self, input_shape)
+        super().build(input_shape)
         for axis, pool in zip(
             spatial_axes(self.data_format), self.pool_size, strict=True
         ):
@@ -80,10 +79,7 @@ class MaxBlurPool2D(keras.layers.Layer):
                     f"(input_shape={tuple(input_shape)})."
                 )
 
-    def call(self, inputs):
-        return call_on_batch(self, self._pool, inputs)
-
-    def _pool(self, inputs):
+    def _compute(self, inputs):
         return si_ops.max_blur_pool2d(
             inputs,
             self.pool_size,
@@ -93,27 +89,11 @@ class MaxBlurPool2D(keras.layers.Layer):
             self.data_format,
         )
 
-    def compute_output_shape(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
+    def output_shape_for(self, shape):
         # The dense max pool (stride 1, VALID) comes first.
-        dense = list(input_shape)
         for axis, pool in zip(
             spatial_axes(self.data_format), self.pool_size, strict=True
         ):
-            if dense[axis] is not None:
-                dense[axis] -= pool - 1
-        shape = downsampled_shape(dense, self.strides, self.data_format)
-        return tuple(shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "pool_size": self.pool_size,
-                "filt_size": self.filt_size,
-                "strides": self.strides,
-                "pad_mode": self.pad_mode,
-                "data_format": self.data_format,
-            }
-        )
-        return config
+            if shape[axis] is not None:
+                shape[axis] -= pool - 1
+        return super().output_shape_for(shape)

@@ -1,20 +1,17 @@
 import keras
 
 from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.base_layer import BaseLayer2D
 from keras_shiftinv.validation import (
     PAD_MODES,
-    call_on_batch,
     channel_axis,
-    check_input_shape,
-    downsampled_shape,
     standardize_choice,
-    standardize_data_format,
     standardize_pair,
 )
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
-class OffsetSubsample(keras.layers.Layer):
+class OffsetSubsample(BaseLayer2D):
     """Lossless downsampling: every offset of a stride, stacked along the channels.
 
     A stride `s` keeps one of the `s * s` polyphase components `x[dy::s, dx::s]` of
@@ -58,19 +55,14 @@ class OffsetSubsample(keras.layers.Layer):
           ("Sub-sampling and Rearranging").
     """
 
+    config_names = ("strides", "pad_mode")
+
     def __init__(self, strides=2, pad_mode="zero", data_format=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.strides = standardize_pair(strides, "strides")
         self.pad_mode = standardize_choice(pad_mode, "pad_mode", PAD_MODES)
-        self.data_format = standardize_data_format(data_format)
 
-    def build(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
-
-    def call(self, inputs):
-        return call_on_batch(self, self._subsample, inputs)
-
-    def _subsample(self, inputs):
+    def _compute(self, inputs):
         return si_ops.offset_subsample(
             inputs, self.strides, self.pad_mode, self.data_format
         )
@@ -89,21 +81,9 @@ class OffsetSubsample(keras.layers.Layer):
             outputs, self.strides, size, self.data_format
         )
 
-    def compute_output_shape(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
-        shape = downsampled_shape(input_shape, self.strides, self.data_format)
+    def output_shape_for(self, shape):
+        shape = super().output_shape_for(shape)
         axis = channel_axis(self.data_format)
         if shape[axis] is not None:
             shape[axis] *= self.strides[0] * self.strides[1]
-        return tuple(shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "strides": self.strides,
-                "pad_mode": self.pad_mode,
-                "data_format": self.data_format,
-            }
-        )
-        return config
+        return shape

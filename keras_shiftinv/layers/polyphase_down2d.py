@@ -1,20 +1,17 @@
 import keras
 
 from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.base_layer import BaseLayer2D
 from keras_shiftinv.validation import (
     PAD_MODES,
-    call_on_batch,
-    check_input_shape,
-    downsampled_shape,
     standardize_choice,
-    standardize_data_format,
     standardize_filt_size,
     standardize_pair,
 )
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
-class PolyphaseDown2D(keras.layers.Layer):
+class PolyphaseDown2D(BaseLayer2D):
     """Adaptive polyphase sampling: per image, keep the component of largest norm.
 
     A stride `s` keeps the polyphase component `x[0::s, 0::s]`; shifting the input
@@ -72,6 +69,8 @@ class PolyphaseDown2D(keras.layers.Layer):
           Networks, CVPR 2021](https://arxiv.org/abs/2011.14214)
     """
 
+    config_names = ("strides", "criterion", "filt_size", "pad_mode", "return_indices")
+
     def __init__(
         self,
         strides=2,
@@ -82,7 +81,7 @@ class PolyphaseDown2D(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.strides = standardize_pair(strides, "strides")
         self.criterion = standardize_choice(
             criterion, "criterion", si_ops.POLYPHASE_CRITERIA
@@ -92,16 +91,12 @@ class PolyphaseDown2D(keras.layers.Layer):
         self.return_indices = standardize_choice(
             return_indices, "return_indices", (False, True)
         )
-        self.data_format = standardize_data_format(data_format)
-
-    def build(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
 
     def call(self, inputs):
-        outputs, indices = call_on_batch(self, self._sample, inputs)
+        outputs, indices = super().call(inputs)
         return (outputs, indices) if self.return_indices else outputs
 
-    def _sample(self, inputs):
+    def _compute(self, inputs):
         return si_ops.polyphase_down2d(
             inputs,
             self.strides,
@@ -112,11 +107,8 @@ class PolyphaseDown2D(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
-        shape = downsampled_shape(input_shape, self.strides, self.data_format)
-        if self.return_indices:
-            return tuple(shape), (input_shape[0],)
-        return tuple(shape)
+        shape = super().compute_output_shape(input_shape)
+        return (shape, (input_shape[0],)) if self.return_indices else shape
 
     def compute_output_spec(self, inputs):
         shape = self.compute_output_shape(inputs.shape)
@@ -126,17 +118,3 @@ class PolyphaseDown2D(keras.layers.Layer):
             keras.KerasTensor(shape[0], dtype=self.compute_dtype),
             keras.KerasTensor(shape[1], dtype="int32"),
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "strides": self.strides,
-                "criterion": self.criterion,
-                "filt_size": self.filt_size,
-                "pad_mode": self.pad_mode,
-                "return_indices": self.return_indices,
-                "data_format": self.data_format,
-            }
-        )
-        return config

@@ -1,17 +1,16 @@
 import keras
 
 from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.base_layer import BaseLayer2D
 from keras_shiftinv.validation import (
     call_on_batch,
     check_input_shape,
-    downsampled_shape,
-    standardize_data_format,
     standardize_pair,
 )
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
-class PolyphaseGather2D(keras.layers.Layer):
+class PolyphaseGather2D(BaseLayer2D):
     """Samples each image at a given polyphase component.
 
     Called as `layer([x, indices])`, it returns `x[dy::s, dx::s]` for each image,
@@ -54,12 +53,13 @@ class PolyphaseGather2D(keras.layers.Layer):
           Networks, CVPR 2021](https://arxiv.org/abs/2011.14214)
     """
 
-    def __init__(self, strides=2, data_format=None, **kwargs):
-        super().__init__(**kwargs)
-        self.strides = standardize_pair(strides, "strides")
-        self.data_format = standardize_data_format(data_format)
+    config_names = ("strides",)
 
-    def _check(self, input_shape):
+    def __init__(self, strides=2, data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.strides = standardize_pair(strides, "strides")
+
+    def _image_shape(self, input_shape, need_channels):
         if not (
             isinstance(input_shape, list | tuple)
             and len(input_shape) == 2
@@ -70,31 +70,17 @@ class PolyphaseGather2D(keras.layers.Layer):
                 f"Received: input_shape={input_shape}"
             )
         shape, index_shape = input_shape
-        check_input_shape(self, shape, need_channels=False)
+        check_input_shape(self, shape, need_channels=need_channels)
         if len(index_shape) != 1:
             raise ValueError(
                 "PolyphaseGather2D expects indices of shape (batch,). "
                 f"Received: indices shape {tuple(index_shape)}"
             )
-        return list(shape)
-
-    def build(self, input_shape):
-        self._check(input_shape)
+        return shape
 
     def call(self, inputs):
         x, indices = inputs
-        return call_on_batch(self, self._gather, x, indices)
+        return call_on_batch(self, self._compute, x, indices)
 
-    def _gather(self, x, indices):
+    def _compute(self, x, indices):
         return si_ops.polyphase_gather(x, indices, self.strides, self.data_format)
-
-    def compute_output_shape(self, input_shape):
-        shape = downsampled_shape(
-            self._check(input_shape), self.strides, self.data_format
-        )
-        return tuple(shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"strides": self.strides, "data_format": self.data_format})
-        return config

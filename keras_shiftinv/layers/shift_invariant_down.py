@@ -5,15 +5,12 @@ from keras import ops
 
 from keras_shiftinv import initializers
 from keras_shiftinv import ops as si_ops
+from keras_shiftinv.layers.base_layer import BaseLayer2D
 from keras_shiftinv.validation import (
     CONV_PAD_MODES,
     POLYPHASE_ORDERS,
-    call_on_batch,
     channel_axis,
-    check_input_shape,
-    downsampled_shape,
     standardize_choice,
-    standardize_data_format,
     standardize_int,
     standardize_pair,
     standardize_weight,
@@ -21,7 +18,7 @@ from keras_shiftinv.validation import (
 
 
 @keras.saving.register_keras_serializable(package="keras_shiftinv")
-class ShiftInvariantDown(keras.layers.Layer):
+class ShiftInvariantDown(BaseLayer2D):
     """Learned downsampling that keeps every offset: a drop-in for a strided conv.
 
     The module of "Making CNN Shift Invariant Again and Again" (sections 3.2-3.5):
@@ -117,6 +114,20 @@ class ShiftInvariantDown(keras.layers.Layer):
           Networks, CVPR 2021](https://arxiv.org/abs/2011.14214) for "aps".
     """
 
+    config_names = (
+        "filters",
+        "branch",
+        "kernel_size",
+        "strides",
+        "polyphase_order",
+        "pad_mode",
+        "use_bias",
+        "kernel_initializer",
+        "kernel_regularizer",
+        "lowpass_penalty",
+    )
+    requires_channels = True
+
     def __init__(
         self,
         filters,
@@ -132,7 +143,7 @@ class ShiftInvariantDown(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(data_format=data_format, **kwargs)
         self.filters = standardize_int(filters, "filters")
         self.branch = standardize_choice(
             branch, "branch", si_ops.SHIFT_INVARIANT_BRANCHES
@@ -150,10 +161,10 @@ class ShiftInvariantDown(keras.layers.Layer):
             self.kernel_initializer.check_fits(self.kernel_size, self.strides)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.lowpass_penalty = standardize_weight(lowpass_penalty, "lowpass_penalty")
-        self.data_format = standardize_data_format(data_format)
 
     def build(self, input_shape):
-        channels = check_input_shape(self, input_shape)
+        super().build(input_shape)
+        channels = input_shape[channel_axis(self.data_format)]
         self._input_channels = channels
         kh, kw = self.kernel_size
         if self.branch == "group":
@@ -191,7 +202,7 @@ class ShiftInvariantDown(keras.layers.Layer):
     def call(self, inputs, training=None):
         if training and self.lowpass_penalty:
             self.add_loss(self.lowpass_penalty * self.high_frequency_share())
-        return call_on_batch(self, self._down, inputs)
+        return super().call(inputs)
 
     def effective_kernel(self):
         """The image kernel `(s * kh, s * kw, input channels, filters)` that the
@@ -213,7 +224,7 @@ class ShiftInvariantDown(keras.layers.Layer):
         kernel = ops.cast(self.effective_kernel(), "float32")
         return ops.mean(si_ops.high_frequency_share(kernel, per_filter=True))
 
-    def _down(self, inputs):
+    def _compute(self, inputs):
         return si_ops.shift_invariant_down(
             inputs,
             self.kernel,
@@ -226,31 +237,17 @@ class ShiftInvariantDown(keras.layers.Layer):
             self.data_format,
         )
 
-    def compute_output_shape(self, input_shape):
-        check_input_shape(self, input_shape, need_channels=False)
-        shape = downsampled_shape(input_shape, self.strides, self.data_format)
+    def output_shape_for(self, shape):
+        shape = super().output_shape_for(shape)
         shape[channel_axis(self.data_format)] = self.filters
-        return tuple(shape)
+        return shape
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "branch": self.branch,
-                "kernel_size": self.kernel_size,
-                "strides": self.strides,
-                "polyphase_order": self.polyphase_order,
-                "pad_mode": self.pad_mode,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "lowpass_penalty": self.lowpass_penalty,
-                "data_format": self.data_format,
-            }
+        config["kernel_initializer"] = keras.initializers.serialize(
+            self.kernel_initializer
+        )
+        config["kernel_regularizer"] = keras.regularizers.serialize(
+            self.kernel_regularizer
         )
         return config

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_shiftinv.layers import PolyphaseDown2D, PolyphaseGather2D
-from tests.helpers import input_gradient, run_layer_test
+from tests.helpers import dtype_policy, input_gradient, run_layer_test
 from tests.layers import reference, reference_polyphase
 
 SHIFTS = [(dy, dx) for dy in range(4) for dx in range(4)]
@@ -180,14 +180,10 @@ def test_indices_and_gather_in_a_saved_model(tmp_path):
 
 
 def test_mixed_precision_keeps_int32_indices():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with dtype_policy("mixed_float16"):
         x = np.random.default_rng(7).standard_normal((2, 8, 8, 3)).astype("float32")
         y, index = PolyphaseDown2D(return_indices=True)(x)
         z = PolyphaseGather2D()([x, index])
-    finally:
-        keras.config.set_dtype_policy(previous)
     assert keras.backend.standardize_dtype(y.dtype) == "float16"
     assert keras.backend.standardize_dtype(z.dtype) == "float16"
     assert keras.backend.standardize_dtype(index.dtype) == "int32"

@@ -1,15 +1,16 @@
-import os
-
 import keras
 import numpy as np
 import pytest
 
 import zoo
 from keras_shiftinv import layers as si_layers
+from tests.helpers import dtype_policy
 from tests.zoo.utils import (
     NUM_CLASSES,
     OTHER_BACKEND,
+    check_model,
     images,
+    layer_types,
     predict,
     slow_on_other_backends,
     small_model,
@@ -17,40 +18,6 @@ from tests.zoo.utils import (
 
 MODELS = zoo.list_models()
 POLYPHASE = ("group", "conv3d", "aps")
-
-
-def _check_model(model, x, tmp_path):
-    """Output shape, finite probabilities, `.keras` round trip, then one training
-    step that moves every trainable weight."""
-    y = predict(model, x)
-    assert y.shape == (len(x), NUM_CLASSES)
-    assert np.all(np.isfinite(y))
-    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-5)
-
-    path = os.path.join(tmp_path, f"{model.name}.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert [layer.name for layer in loaded.layers] == [
-        layer.name for layer in model.layers
-    ]
-    np.testing.assert_allclose(predict(loaded, x), y, rtol=1e-5, atol=1e-6)
-
-    # Eager: one traced step of these graphs costs seconds and proves nothing more.
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1),
-        loss="sparse_categorical_crossentropy",
-        run_eagerly=True,
-    )
-    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
-    labels = np.arange(len(x)) % NUM_CLASSES
-    history = model.fit(x, labels, batch_size=len(x), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    unchanged = [
-        w.path
-        for w, old in zip(model.trainable_weights, before, strict=True)
-        if np.allclose(keras.ops.convert_to_numpy(w), old)
-    ]
-    assert not unchanged
 
 
 # On JAX and PyTorch, every variant of each block type (ResNet-18, ResNet-50,
@@ -75,7 +42,7 @@ def _model_params():
 @pytest.mark.parametrize("variant", zoo.VARIANTS)
 @pytest.mark.parametrize("name", _model_params())
 def test_every_model_and_variant(name, variant, tmp_path):
-    _check_model(small_model(name, variant), images(), tmp_path)
+    check_model(small_model(name, variant), images(), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +65,7 @@ def test_every_model_and_variant(name, variant, tmp_path):
 )
 @slow_on_other_backends
 def test_options(name, kwargs, tmp_path):
-    _check_model(small_model(name, **kwargs), images(), tmp_path)
-
-
-def _layer_types(model):
-    return {layer.name: type(layer) for layer in model.layers}
+    check_model(small_model(name, **kwargs), images(), tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +79,7 @@ def _layer_types(model):
 )
 def test_resnet_downsampling_layers(variant, down, shortcut):
     model = small_model("resnet18", variant, stem="imagenet", input_shape=(64, 64, 3))
-    types = {name: cls.__name__ for name, cls in _layer_types(model).items()}
+    types = {name: cls.__name__ for name, cls in layer_types(model).items()}
     down = down if isinstance(down, str) else down.__name__
     shortcut = shortcut if isinstance(shortcut, str) else shortcut.__name__
     for stage in (2, 3, 4):
@@ -133,7 +96,7 @@ def test_resnet_downsampling_layers(variant, down, shortcut):
 @pytest.mark.parametrize("variant", ["group", "conv3d"])
 def test_vgg_pool_module_is_normalized_like_the_convs(variant, batch_norm):
     model = small_model("vgg11", variant, batch_norm=batch_norm)
-    types = _layer_types(model)
+    types = layer_types(model)
     for block in range(1, 6):
         assert types[f"block{block}_pool"].__name__ == "ShiftInvariantDown"
         # The linear module feeds the next conv (or the head) directly: without
@@ -183,12 +146,8 @@ def test_logits_and_float32_predictions_under_mixed_precision():
         rtol=1e-5,
         atol=1e-6,
     )
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
+    with dtype_policy("mixed_float16"):
         model = small_model("vgg11", "blur")
-    finally:
-        keras.config.set_dtype_policy(previous)
     assert model.get_layer("block1_conv1").compute_dtype == "float16"
     y = model(x)
     assert keras.backend.standardize_dtype(y.dtype) == "float32"

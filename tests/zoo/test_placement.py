@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from keras_shiftinv.layers import ShiftInvariantDown
-from tests.zoo.test_models import _check_model, _layer_types
-from tests.zoo.utils import images, predict, slow_on_other_backends, small_model
+from tests.zoo.utils import (
+    check_model,
+    images,
+    layer_types,
+    predict,
+    slow_on_other_backends,
+    small_model,
+)
 
 
 def _copy_weights(source, target):
@@ -41,7 +47,7 @@ def test_dense_resnet_layers(variant):
     model = small_model(
         "resnet18", variant, placement="dense", stem="imagenet", input_shape=(64, 64, 3)
     )
-    types = {name: cls.__name__ for name, cls in _layer_types(model).items()}
+    types = {name: cls.__name__ for name, cls in layer_types(model).items()}
     for stage in (2, 3, 4):
         prefix = f"stage{stage}_block1"
         conv = model.get_layer(f"{prefix}_conv1")
@@ -75,7 +81,7 @@ def test_dense_resnet_layers(variant):
 )
 @slow_on_other_backends
 def test_dense_and_lowpass_models_train_and_round_trip(name, kwargs, tmp_path):
-    _check_model(small_model(name, **kwargs), images(), tmp_path)
+    check_model(small_model(name, **kwargs), images(), tmp_path)
 
 
 def test_lowpass_shortcut_module_holds_two_taps():

@@ -1,5 +1,7 @@
 """Small zoo models for the tests: 32x32 inputs, 1/16 of the widths, 3 classes."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -42,3 +44,41 @@ def predict(model, x):
     """Inference-mode outputs, eagerly (tracing `predict` costs more than it saves
     for a handful of calls)."""
     return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def check_model(model, x, tmp_path):
+    """Output shape, finite probabilities, `.keras` round trip, then one training
+    step that moves every trainable weight."""
+    y = predict(model, x)
+    assert y.shape == (len(x), NUM_CLASSES)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.sum(axis=-1), 1.0, rtol=1e-5)
+
+    path = os.path.join(tmp_path, f"{model.name}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [layer.name for layer in loaded.layers] == [
+        layer.name for layer in model.layers
+    ]
+    np.testing.assert_allclose(predict(loaded, x), y, rtol=1e-5, atol=1e-6)
+
+    # Eager: one traced step of these graphs costs seconds and proves nothing more.
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss="sparse_categorical_crossentropy",
+        run_eagerly=True,
+    )
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    labels = np.arange(len(x)) % NUM_CLASSES
+    history = model.fit(x, labels, batch_size=len(x), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    unchanged = [
+        w.path
+        for w, old in zip(model.trainable_weights, before, strict=True)
+        if np.allclose(keras.ops.convert_to_numpy(w), old)
+    ]
+    assert not unchanged
+
+
+def layer_types(model):
+    return {layer.name: type(layer) for layer in model.layers}

@@ -6,7 +6,7 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_shiftinv.train_config import STRATEGIES
+from keras_shiftinv.app.train_config import STRATEGIES
 from keras_shiftinv.validation import standardize_choice
 
 

@@ -6,14 +6,14 @@ import os
 
 import keras
 
-from keras_shiftinv import metrics
+from keras_shiftinv.app import metrics
 from keras_shiftinv.validation import standardize_choice, standardize_int
 
 
 class ShiftConsistency(keras.callbacks.Callback):
     """Logs the shift consistency of the model at the end of every epoch.
 
-    Computes `keras_shiftinv.metrics.shift_consistency` on `data` and stores it in
+    Computes `keras_shiftinv.app.metrics.shift_consistency` on `data` and stores it in
     the epoch's `logs` under `name`, so `History`, `CSVLogger`, `TensorBoard`,
     `ModelCheckpoint(monitor=name)` and the progress bar see it. Keras calls
     callbacks in list order and `History` and the progress bar come last, so put
@@ -28,7 +28,7 @@ class ShiftConsistency(keras.callbacks.Callback):
     Args:
         data: `tf.data.Dataset` (batched or not) or numpy arrays, e.g. the
             validation data; labels are not needed.
-        mode: "circular" or "crop" (see `keras_shiftinv.metrics`).
+        mode: "circular" or "crop" (see `keras_shiftinv.app.metrics`).
         max_shift: dy and dx of each shift are drawn from `[0, max_shift)`.
         samples: shift pairs per image (int), or "all".
         seed: int seeding the shift draws.

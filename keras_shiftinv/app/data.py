@@ -47,7 +47,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv.metrics import shift_images
+from keras_shiftinv.app.metrics import shift_images
 from keras_shiftinv.validation import (
     standardize_choice,
     standardize_int,
@@ -157,7 +157,7 @@ def load(name, split, data_dir=None, *, image_size=None, channels=None):
 def fit_images(images, image_size=None, pad_to=None):
     """Images `[..., H, W, C]` resized to `image_size` (bilinear, antialiased; the
     result is float32), then zero-padded, centred, to `pad_to`: the options of
-    `keras_shiftinv.input_fit.fit_options`. `pipeline` and the exported serving
+    `keras_shiftinv.app.input_fit.fit_options`. `pipeline` and the exported serving
     signature both fit images with it."""
     if image_size is not None:
         images = tf.image.resize(images, image_size, antialias=True)

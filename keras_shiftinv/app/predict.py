@@ -13,9 +13,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv import data, input_fit
-from keras_shiftinv.export import METADATA
-from keras_shiftinv.models import load_model, outputs_probabilities
+from keras_shiftinv.app import data, input_fit
+from keras_shiftinv.app.export import METADATA
+from keras_shiftinv.models import load_model, with_probabilities
 
 
 def _saved_model_dir(path):
@@ -61,15 +61,13 @@ class _Classifier:
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             return
-        model = load_model(model_path)
+        model = with_probabilities(load_model(model_path))
         self.input_shape = tuple(model.inputs[0].shape[1:])
         self.class_names = input_fit.recorded_class_names(model_path)
-        softmax = outputs_probabilities(model) is False
         dtype = model.inputs[0].dtype
 
         def predict(images):
             outputs = model(tf.cast(images, dtype), training=False)
-            outputs = tf.nn.softmax(outputs) if softmax else outputs
             return tf.cast(outputs, tf.float32).numpy()
 
         self._predict = predict
@@ -81,7 +79,7 @@ class _Classifier:
 def _fitted(path, shape, image_size=None):
     """The image file at `path` as uint8 (H, W, C) of the model's input `shape`,
     fitted as the model's run folder records (`image_size`) or by the rule of
-    `keras_shiftinv.input_fit` (other sizes resized)."""
+    `keras_shiftinv.app.input_fit` (other sizes resized)."""
     try:
         image = data.decode_image_file(path, shape[-1])
     except (tf.errors.OpError, ValueError) as error:

@@ -1,18 +1,65 @@
 """The run folder of the train command: what it holds, whether a folder is one,
-and which runs may continue in it."""
+and which runs may continue in it. Every file name of a run is here (`RunFolder`
+gives their paths); the commands and the benchmarks name no file of a run."""
 
 import dataclasses
 import json
 import os
 import shutil
 
-from keras_shiftinv._files import LOCK_NAME, temporary_path
-from keras_shiftinv._paths import check_writable_dir
+from keras_shiftinv.app._files import LOCK_NAME, temporary_path
+from keras_shiftinv.app._paths import check_writable_dir
 
+# The options of the run, its classes and input contract (`input_fit`).
+CONFIG = "config.json"
+# One row per finished epoch.
+LOG = "log.csv"
+# The model of the best validation epoch, and of the last one.
+BEST_MODEL = "best.keras"
+FINAL_MODEL = "final.keras"
+TENSORBOARD = "tensorboard"
+CURVES = "curves.png"
+# Test accuracy and consistency of best.keras: the run is finished.
+SUMMARY = "summary.json"
+# BackupAndRestore's state while the run is unfinished.
+BACKUP = "backup"
 # The weights before training (for `keras_shiftinv.diagnostics`).
 INITIAL_WEIGHTS = "initial.weights.h5"
 # The best epoch's weights while training runs; best.keras is written from them.
 BEST_WEIGHTS = "best.weights.h5"
+
+
+def _entry(name):
+    return property(lambda self: os.path.join(self.path, name))
+
+
+class RunFolder:
+    """The paths of a run folder's files.
+
+    Args:
+        path: the run folder.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    @classmethod
+    def of_model(cls, model_path):
+        """The run folder holding the model file `model_path`."""
+        return cls(os.path.dirname(os.fspath(model_path)))
+
+    config = _entry(CONFIG)
+    log = _entry(LOG)
+    best_model = _entry(BEST_MODEL)
+    final_model = _entry(FINAL_MODEL)
+    tensorboard = _entry(TENSORBOARD)
+    curves = _entry(CURVES)
+    summary = _entry(SUMMARY)
+    backup = _entry(BACKUP)
+    initial_weights = _entry(INITIAL_WEIGHTS)
+    best_weights = _entry(BEST_WEIGHTS)
+
+
 # Options a restart may change: they do not touch the training itself.
 RESUMABLE_CHANGES = ("out", "verbose", "install_data")
 
@@ -20,7 +67,7 @@ RESUMABLE_CHANGES = ("out", "verbose", "install_data")
 def check_options(run_dir, config_dict, config_class):
     """A run folder holds one run: refuse to continue one made with other options
     (`config_dict`, the fields of the dataclass `config_class`)."""
-    path = os.path.join(run_dir, "config.json")
+    path = RunFolder(run_dir).config
     if not os.path.exists(path):
         return
     with open(path) as f:
@@ -47,14 +94,14 @@ def check_options(run_dir, config_dict, config_class):
 # place): `--overwrite` deletes these and nothing else (not the lock file of the
 # run that overwrites).
 RUN_ENTRIES = (
-    "config.json",
-    "log.csv",
-    "best.keras",
-    "final.keras",
-    "tensorboard",
-    "curves.png",
-    "summary.json",
-    "backup",
+    CONFIG,
+    LOG,
+    BEST_MODEL,
+    FINAL_MODEL,
+    TENSORBOARD,
+    CURVES,
+    SUMMARY,
+    BACKUP,
     INITIAL_WEIGHTS,
     BEST_WEIGHTS,
 )
@@ -64,7 +111,7 @@ def is_run_folder(path):
     """Whether the folder `path` holds a run of `train`: its config.json as `train`
     writes it."""
     try:
-        with open(os.path.join(path, "config.json")) as f:
+        with open(RunFolder(path).config) as f:
             config = json.load(f)
     except (OSError, ValueError):
         return False
@@ -98,8 +145,7 @@ def prepare(run_dir, overwrite):
     foreign = sorted(
         entry.name
         for entry in os.scandir(run_dir)
-        if not _is_worker_dir(entry)
-        and entry.name not in ("config.json.tmp", LOCK_NAME)
+        if not _is_worker_dir(entry) and entry.name not in (f"{CONFIG}.tmp", LOCK_NAME)
     )
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")

@@ -15,12 +15,12 @@ import shutil
 import sys
 
 from keras_shiftinv import __version__
-from keras_shiftinv.deploy import FORMATS, ExportCheckError
+from keras_shiftinv.app.deploy import FORMATS, ExportCheckError
 
 
 def train_defaults():
     """The train command's options and their defaults (`TrainConfig`)."""
-    from keras_shiftinv.train_config import TrainConfig
+    from keras_shiftinv.app.train_config import TrainConfig
 
     return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -45,7 +45,8 @@ def _train_option(group, flag, help, name=None, **kwargs):
 
 def add_train_parser(parser):
     import zoo
-    from keras_shiftinv import schedules, train_config, validation
+    from keras_shiftinv import schedules, validation, variants
+    from keras_shiftinv.app import train_config
 
     parser.description = (
         "Train a zoo model with model.fit and report its test accuracy and shift "
@@ -74,13 +75,13 @@ def add_train_parser(parser):
         "--placement",
         "where group/conv3d put the module: replace the strided layer, or "
         "dense (the layer at stride 1, the module subsamples)",
-        choices=validation.PLACEMENTS,
+        choices=variants.PLACEMENTS,
     )
     _train_option(
         model,
         "--module-initializer",
         "group/conv3d modules start as BlurPool2D(filt-size) with 'lowpass'",
-        choices=[c for c in validation.MODULE_INITIALIZERS if c],
+        choices=[c for c in variants.MODULE_INITIALIZERS if c],
     )
     _train_option(
         model,
@@ -176,7 +177,7 @@ def add_train_parser(parser):
 
 
 def run_train(args):
-    from keras_shiftinv import training
+    from keras_shiftinv.app import training
 
     options = {name: getattr(args, name) for name in train_defaults()}
     training.train(training.TrainConfig(**options), overwrite=args.overwrite)
@@ -185,7 +186,7 @@ def run_train(args):
 def add_evaluate_parser(parser):
     import inspect
 
-    from keras_shiftinv import evaluate, metrics
+    from keras_shiftinv.app import evaluate, metrics
 
     defaults = {
         name: parameter.default
@@ -259,7 +260,7 @@ def add_evaluate_parser(parser):
 
 
 def run_evaluate(args):
-    from keras_shiftinv import evaluate
+    from keras_shiftinv.app import evaluate
 
     report = evaluate.evaluate(
         args.models,
@@ -339,7 +340,7 @@ def add_export_parser(parser):
 def run_export(args):
     import os
 
-    from keras_shiftinv import deploy
+    from keras_shiftinv.app import deploy
     from keras_shiftinv.models import load_model
 
     if args.format != "saved_model":
@@ -366,12 +367,9 @@ def run_export(args):
         )
         return
 
-    from keras_shiftinv.export import (
-        export_for_serving,
-        resolve_from_logits,
-        version_dir,
-    )
-    from keras_shiftinv.input_fit import recorded, recorded_class_names
+    from keras_shiftinv.app.export import export_for_serving, version_dir
+    from keras_shiftinv.app.input_fit import recorded, recorded_class_names
+    from keras_shiftinv.models import is_logits
 
     # Before the model is loaded: a --out that cannot be written fails at once.
     target = version_dir(args.out, args.version, args.overwrite)
@@ -388,7 +386,7 @@ def run_export(args):
         deploy.verify(
             deploy.load_runtime(path, "saved_model"),
             model,
-            resolve_from_logits(model, args.from_logits),
+            is_logits(model, args.from_logits, strict=True),
             "saved_model",
         )
     except deploy.ExportCheckError:
@@ -429,6 +427,7 @@ def add_predict_parser(parser):
 
 def add_convert_weights_parser(parser):
     import zoo
+    from zoo.blocks import TORCHVISION_VARIANTS
 
     parser.description = (
         "Load a PyTorch checkpoint (a state dict) of torchvision's or "
@@ -448,7 +447,7 @@ def add_convert_weights_parser(parser):
     parser.add_argument("--model", required=True, choices=zoo.list_models())
     parser.add_argument(
         "--variant",
-        choices=("baseline", "blur"),
+        choices=TORCHVISION_VARIANTS,
         help="baseline (torchvision) or blur (antialiased-cnns); default: blur if "
         "the checkpoint has blur filters",
     )
@@ -486,8 +485,8 @@ def run_convert_weights(args):
     import numpy as np
 
     import zoo
-    from keras_shiftinv._files import FileLock, atomic_path
-    from keras_shiftinv._paths import check_writable_dir
+    from keras_shiftinv.app._files import FileLock, atomic_path
+    from keras_shiftinv.app._paths import check_writable_dir
     from keras_shiftinv.models import load_model
 
     if not args.out.endswith(".keras"):
@@ -535,7 +534,7 @@ def run_convert_weights(args):
 
 
 def run_predict(args):
-    from keras_shiftinv import predict
+    from keras_shiftinv.app import predict
 
     for line in predict.predict_lines(args.model, args.images):
         print(line)

@@ -7,16 +7,11 @@ import re
 from keras_shiftinv.schedules import DEFAULT_LR, OPTIMIZERS, SCHEDULES
 from keras_shiftinv.validation import (
     CONV_PAD_MODES,
-    MODULE_INITIALIZERS,
-    PLACEMENTS,
-    POLYPHASE_ORDERS,
-    check_module_options,
     standardize_choice,
-    standardize_filt_size,
     standardize_int,
     standardize_number,
-    standardize_weight,
 )
+from keras_shiftinv.variants import VariantPolicy
 
 STRATEGIES = ("auto", "mirrored", "multiworker", "default")
 AUGMENTS = ("none", "crop_flip")
@@ -115,22 +110,7 @@ class TrainConfig:
         standardize_choice(self.model, "model", zoo.list_models())
         standardize_choice(self.variant, "variant", zoo.VARIANTS)
         standardize_choice(self.padding, "padding", CONV_PAD_MODES)
-        standardize_choice(self.polyphase_order, "polyphase_order", POLYPHASE_ORDERS)
-        standardize_choice(self.placement, "placement", PLACEMENTS)
-        standardize_choice(
-            self.module_initializer,
-            "module_initializer",
-            MODULE_INITIALIZERS,
-        )
-        self.module_lowpass_penalty = standardize_weight(
-            self.module_lowpass_penalty, "module_lowpass_penalty"
-        )
-        check_module_options(
-            self.variant,
-            placement=(self.placement, "replace"),
-            module_initializer=(self.module_initializer, None),
-            module_lowpass_penalty=(self.module_lowpass_penalty, 0.0),
-        )
+        self.module_lowpass_penalty = self.policy.module_lowpass_penalty
         standardize_choice(self.optimizer, "optimizer", OPTIMIZERS)
         standardize_choice(self.schedule, "schedule", SCHEDULES)
         standardize_choice(self.augment, "augment", AUGMENTS)
@@ -144,7 +124,6 @@ class TrainConfig:
             "max_shift",
         ):
             standardize_int(getattr(self, name), name)
-        standardize_filt_size(self.filt_size)
         standardize_int(self.seed, "seed", minimum=0)
         for name in ("train_subset", "test_subset"):
             # 0 means "all", like None.
@@ -171,6 +150,15 @@ class TrainConfig:
                 "`dataset='folder'` needs `data_dir`, a folder with "
                 "one sub-folder of images per class."
             )
+
+    @property
+    def policy(self):
+        """The `VariantPolicy` of the model's options (checks them together)."""
+        return VariantPolicy.create(
+            self.variant, self.filt_size, self.padding, self.polyphase_order,
+            self.placement, self.module_initializer, self.module_lowpass_penalty,
+            pad_modes=CONV_PAD_MODES,
+        )  # fmt: skip
 
     @property
     def peak_lr(self):

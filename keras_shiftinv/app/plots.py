@@ -1,4 +1,4 @@
-"""Plots of an evaluation report (PNG files; see `keras_shiftinv.evaluate`).
+"""Plots of an evaluation report (PNG files; see `keras_shiftinv.app.evaluate`).
 
 Each function takes the "models" entries of report.json. Figures are drawn with
 matplotlib's object-oriented API on the Agg canvas, so nothing opens a window and
@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from keras_shiftinv._files import atomic_path
+from keras_shiftinv.app._files import atomic_path
 
 
 def _figure(width, height):
@@ -21,7 +21,7 @@ def _figure(width, height):
 
 
 def _save(figure, path, dpi):
-    """Writes `figure` to `path` atomically (`keras_shiftinv._files`)."""
+    """Writes `figure` to `path` atomically (`keras_shiftinv.app._files`)."""
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=dpi)
 

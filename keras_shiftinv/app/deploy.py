@@ -1,7 +1,7 @@
 """Deployment formats besides TF Serving's SavedModel: ONNX, LiteRT and OpenVINO,
 each run in its own runtime to check it before it is reported written.
 
-`export_artifact` writes the SavedModel of `keras_shiftinv.export` (uint8 images
+`export_artifact` writes the SavedModel of `keras_shiftinv.app.export` (uint8 images
 in, the model's float input cast inside, a softmax added to logits) and converts
 that same graph to the format, so every format has the same inputs and outputs:
 `images` in, `probabilities` and `classes` out. `load_runtime` runs any of them,
@@ -263,7 +263,8 @@ def export_artifact(
         ValueError: a bad argument or path; ImportError: a missing runtime;
         ExportCheckError: the artifact does not run or does not match Keras.
     """
-    from keras_shiftinv.export import export_for_serving, resolve_from_logits
+    from keras_shiftinv.app.export import export_for_serving
+    from keras_shiftinv.models import is_logits
 
     if format == "saved_model":
         raise ValueError(
@@ -271,7 +272,7 @@ def export_artifact(
         )
     path = check_path(path, format, overwrite)
     require(format)
-    from_logits = resolve_from_logits(model, from_logits)
+    from_logits = is_logits(model, from_logits, strict=True)
     directory, name = os.path.split(path)
     staging = tempfile.mkdtemp(prefix=f".{name}-", dir=directory)
     try:

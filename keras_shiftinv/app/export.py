@@ -14,11 +14,11 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_shiftinv._files import FolderLock
-from keras_shiftinv._paths import check_writable_dir
-from keras_shiftinv.data import fit_images
-from keras_shiftinv.input_fit import fitted_shape
-from keras_shiftinv.models import outputs_probabilities
+from keras_shiftinv.app._files import FolderLock
+from keras_shiftinv.app._paths import check_writable_dir
+from keras_shiftinv.app.data import fit_images
+from keras_shiftinv.app.input_fit import fitted_shape
+from keras_shiftinv.models import with_probabilities
 from keras_shiftinv.validation import standardize_int
 
 SIGNATURE_NAME = "serving_default"
@@ -70,25 +70,6 @@ def _source_size(model_shape, input_fit):
             f"{tuple(model_shape)}."
         )
     return source, options
-
-
-def resolve_from_logits(model, from_logits=None):
-    """`from_logits` (a bool) as given, or for None detected from `model`'s last
-    layer: True if it outputs logits, False if probabilities.
-
-    Raises:
-        ValueError: None and the last layer does not tell.
-    """
-    if from_logits is not None:
-        return bool(from_logits)
-    probabilities = outputs_probabilities(model)
-    if probabilities is None:
-        raise ValueError(
-            f"Cannot tell whether model {model.name!r} outputs probabilities "
-            "or logits from its last layer. Pass from_logits=True (export adds "
-            "a softmax) or from_logits=False."
-        )
-    return not probabilities
 
 
 def next_version(base_dir):
@@ -157,7 +138,7 @@ def export_for_serving(
 
     The version is written to a hidden temporary directory beside it and renamed into
     place, so a running TF Serving never loads a half-written version. One export
-    writes to a base directory at a time (a lock file, `keras_shiftinv._files`): a
+    writes to a base directory at a time (a lock file, `keras_shiftinv.app._files`): a
     second one gets a `ValueError`; the hidden directory of a killed export is
     deleted by the next one.
 
@@ -175,13 +156,13 @@ def export_for_serving(
             model's last layer (a softmax activation, or a linear one).
         input_name: name of the signature's image input.
         input_fit: `(image_shape, options)` of the images the model was trained
-            on, as `keras_shiftinv.input_fit.recorded` reads them from a run
+            on, as `keras_shiftinv.app.input_fit.recorded` reads them from a run
             folder: the signature then also takes images of that size (28x28
             Fashion-MNIST for a 32x32 model) and fits them in the graph as
-            training did (`keras_shiftinv.data.fit_images`). None: only the
+            training did (`keras_shiftinv.app.data.fit_images`). None: only the
             model's input size.
         class_names: the names of the classes, in output order (the run
-            folder's, `keras_shiftinv.input_fit.recorded_class_names`), or None.
+            folder's, `keras_shiftinv.app.input_fit.recorded_class_names`), or None.
             `VERSION/assets.extra/` keeps them with the model's input shape
             (`METADATA`), for `predict`; TF Serving ignores the file.
 
@@ -197,7 +178,7 @@ def export_for_serving(
     named = version is not None or os.path.basename(os.fspath(base_dir)).isdigit()
     target = version_dir(base_dir, version, overwrite)
     base_dir, version = os.path.split(target)
-    from_logits = resolve_from_logits(model, from_logits)
+    model = with_probabilities(model, from_logits, strict=True)
 
     image_shape = (None, *model_input.shape[1:])
     source, options = _source_size(model_input.shape[1:], input_fit)
@@ -228,8 +209,7 @@ def export_for_serving(
                 )
         images = tf.ensure_shape(images, image_shape)
         outputs = model(tf.cast(images, model_input.dtype), training=False)
-        outputs = tf.cast(outputs, tf.float32)
-        probabilities = tf.nn.softmax(outputs) if from_logits else outputs
+        probabilities = tf.cast(outputs, tf.float32)
         classes = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
         return {"probabilities": probabilities, "classes": classes}
 

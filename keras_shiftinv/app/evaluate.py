@@ -1,7 +1,7 @@
 """Shift-robustness reports of trained classifiers: the `evaluate` command.
 
 For each model, on the first `images` examples of a data split, with shifts of kind
-`shift` ("circular" or "crop", see `keras_shiftinv.metrics`):
+`shift` ("circular" or "crop", see `keras_shiftinv.app.metrics`):
 
 - `accuracy`: without shifts; `shifted_accuracy`: under `samples` random shifts per
   image, dy and dx uniform in `[0, max_shift)`;
@@ -60,16 +60,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_shiftinv import _install, diagnostics, input_fit, metrics
-from keras_shiftinv import data as data_lib
-from keras_shiftinv._files import FolderLock, write_text
+from keras_shiftinv import _install, diagnostics
 from keras_shiftinv._keras_compat import inbound_nodes
-from keras_shiftinv._paths import check_writable_dir
+from keras_shiftinv.app import data as data_lib
+from keras_shiftinv.app import input_fit, metrics
+from keras_shiftinv.app._files import FolderLock, write_text
+from keras_shiftinv.app._paths import check_writable_dir
 from keras_shiftinv.models import (
     is_functional,
     load_model,
-    outputs_probabilities,
     producer,
+    with_probabilities,
 )
 from keras_shiftinv.validation import standardize_choice, standardize_int
 
@@ -236,7 +237,7 @@ def _layer_summary(name, shape, stride, grid):
 def _fit_to_model(info, model, image_size, source):
     """pipeline() options that give the images the model's input size: those its
     run folder records (a model trained with --image-size is resized as in
-    training), else the rule of `keras_shiftinv.input_fit`."""
+    training), else the rule of `keras_shiftinv.app.input_fit`."""
     recorded = None if isinstance(source, keras.Model) else input_fit.recorded(source)
     if image_size is None and recorded is not None:
         image_size = recorded[1].get("image_size")
@@ -251,7 +252,7 @@ def _fit_to_model(info, model, image_size, source):
 
 def _labelled(ds, info, source, model):
     """`ds` with the labels of the classes `model` was trained on, when its run
-    folder's config.json names them (`keras_shiftinv.data.relabel`)."""
+    folder's config.json names them (`keras_shiftinv.app.data.relabel`)."""
     if isinstance(source, keras.Model):
         return ds
     class_names = input_fit.recorded_class_names(source)
@@ -260,15 +261,6 @@ def _labelled(ds, info, source, model):
     return data_lib.relabel(
         ds, info, class_names, model=f"the model {os.fspath(source)!r}"
     )
-
-
-def _with_probabilities(model):
-    """`model`, or `model` followed by a softmax when its output is logits."""
-    if outputs_probabilities(model) is False:
-        return keras.Model(
-            model.inputs, keras.layers.Softmax(dtype="float32")(model.outputs[0])
-        )
-    return model
 
 
 def _names(sources):
@@ -351,7 +343,7 @@ def measure(
     standardize_choice(shift, "shift", metrics.MODES)
     for name in names:
         standardize_choice(name, "names", MEASURES)
-    model = _with_probabilities(model)
+    model = with_probabilities(model)
     common = {"mode": shift, "batch_size": batch_size}
     random = {"max_shift": max_shift, "samples": samples, "seed": seed}
 
@@ -463,9 +455,9 @@ def evaluate(
 
     Args:
         models: list of paths of saved Keras models (`.keras`), or of models.
-        dataset, split, data_dir: the data, as in `keras_shiftinv.data.load`.
+        dataset, split, data_dir: the data, as in `keras_shiftinv.app.data.load`.
         out_dir: folder for report.json, report.md and the plots.
-        shift: "circular" or "crop" (see `keras_shiftinv.metrics`).
+        shift: "circular" or "crop" (see `keras_shiftinv.app.metrics`).
         max_shift: random shifts are in `[0, max_shift)`, the stability curve and
             the equivariance maps go up to `max_shift`.
         samples: random shifts (pairs, for consistency) per image.
@@ -582,9 +574,9 @@ def _initial_weights(source):
     """The weights a model saved by the train command started from, if known."""
     if isinstance(source, keras.Model):
         return None
-    from keras_shiftinv.run_folder import INITIAL_WEIGHTS
+    from keras_shiftinv.app.run_folder import RunFolder
 
-    path = os.path.join(os.path.dirname(os.fspath(source)), INITIAL_WEIGHTS)
+    path = RunFolder.of_model(source).initial_weights
     return path if os.path.exists(path) else None
 
 
@@ -595,7 +587,7 @@ def _file_name(name):
 def write_report(report, out_dir):
     """Writes report.json, report.md and the plots of a report to `out_dir`."""
     # matplotlib is only needed here: the command line imports this module.
-    from keras_shiftinv import plots
+    from keras_shiftinv.app import plots
 
     os.makedirs(out_dir, exist_ok=True)
     write_text(os.path.join(out_dir, "report.json"), json.dumps(report, indent=1))

@@ -31,20 +31,20 @@ import typing
 import keras
 import tensorflow as tf
 
-from keras_shiftinv import input_fit, plots, run_folder
-from keras_shiftinv._files import FolderLock, atomic_path
 from keras_shiftinv._keras_compat import multiworker_fit
-from keras_shiftinv._paths import check_writable_dir
-from keras_shiftinv.callbacks import EpochCSVLogger, read_log
-from keras_shiftinv.distribute import (
+from keras_shiftinv.app import input_fit, plots, run_folder
+from keras_shiftinv.app._files import FolderLock, atomic_path
+from keras_shiftinv.app._paths import check_writable_dir
+from keras_shiftinv.app.callbacks import EpochCSVLogger, read_log
+from keras_shiftinv.app.distribute import (
     make_strategy,
     synchronize_batch_norm,
     worker_dir,
 )
-from keras_shiftinv.run_folder import BEST_WEIGHTS, INITIAL_WEIGHTS
+from keras_shiftinv.app.run_folder import RunFolder
+from keras_shiftinv.app.train_config import TrainConfig
+from keras_shiftinv.models import RecordedModel
 from keras_shiftinv.schedules import make_optimizer, make_schedule
-from keras_shiftinv.train_config import TrainConfig
-from keras_shiftinv.validation import MODULE_VARIANTS
 
 # Images up to this size get the CIFAR stem (3x3 stride-1 conv, no max pooling).
 SMALL_IMAGE_SIZE = 64
@@ -66,16 +66,16 @@ class Datasets(typing.NamedTuple):
     train: tf.data.Dataset
     validation: tf.data.Dataset
     test: tf.data.Dataset
-    info: object  # keras_shiftinv.data.DatasetInfo
+    info: object  # keras_shiftinv.app.data.DatasetInfo
     input_shape: tuple
     train_examples: int
-    input_fit: dict  # the pipeline options of keras_shiftinv.input_fit
+    input_fit: dict  # the pipeline options of keras_shiftinv.app.input_fit
 
 
 def make_datasets(config):
     """The `Datasets` of a run of `config`."""
 
-    from keras_shiftinv import data
+    from keras_shiftinv.app import data
 
     if config.dataset == "fashion_mnist":
         data.ensure_fashion_mnist(config.data_dir, install=config.install_data)
@@ -158,17 +158,19 @@ def build_model(config, input_shape, num_classes):
         "polyphase_order": config.polyphase_order,
     }
     # Only where they apply, so the other variants' options stay as they were.
-    if config.variant in MODULE_VARIANTS:
-        options["placement"] = config.placement
-        options["module_initializer"] = config.module_initializer
-        options["module_lowpass_penalty"] = config.module_lowpass_penalty
+    options.update(config.policy.module_options())
     if zoo.model_spec(config.model).has_stem:
         small = max(input_shape[:2]) <= SMALL_IMAGE_SIZE
         options["stem"] = "cifar" if small else "imagenet"
     network = zoo.create_model(config.model, **options)
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    return keras.Model(inputs, network(x), name=f"{config.model}_{config.variant}")
+    return RecordedModel(
+        inputs,
+        network(x),
+        name=f"{config.model}_{config.variant}",
+        record={"input": {"pixels": [0, 255], "scale": 1.0 / 255.0}},
+    )
 
 
 def summary_line(summary):
@@ -219,10 +221,10 @@ def train(config, overwrite=False, test=True):
 def _train(config, strategy, run_dir, overwrite, test):
     options = dataclasses.asdict(config)
     run_folder.prepare(run_dir, overwrite)
-    summary_path = os.path.join(run_dir, "summary.json")
+    files = RunFolder(run_dir)
     run_folder.check_options(run_dir, options, TrainConfig)
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
+    if os.path.exists(files.summary):
+        with open(files.summary) as f:
             summary = json.load(f)
         print(f"{run_dir} holds a finished run (give --overwrite to train again):")
         print(summary_line(summary))
@@ -234,7 +236,7 @@ def _train(config, strategy, run_dir, overwrite, test):
     steps_per_epoch = math.ceil(datasets.train_examples / config.batch_size)
     os.makedirs(run_dir, exist_ok=True)
     run_folder.write_json(
-        os.path.join(run_dir, "config.json"),
+        files.config,
         {
             "options": options,
             "num_classes": info.num_classes,
@@ -256,9 +258,8 @@ def _train(config, strategy, run_dir, overwrite, test):
             model = build_model(config, datasets.input_shape, info.num_classes)
             # What `diagnostics.downsampling_report` measures the change from; a
             # resumed run keeps the weights of its first start.
-            initial_path = os.path.join(run_dir, INITIAL_WEIGHTS)
-            if not os.path.exists(initial_path):
-                model.save_weights(initial_path)
+            if not os.path.exists(files.initial_weights):
+                model.save_weights(files.initial_weights)
             synchronize_batch_norm(model, strategy.num_replicas_in_sync > 1)
             schedule = make_schedule(
                 config.schedule,
@@ -275,26 +276,25 @@ def _train(config, strategy, run_dir, overwrite, test):
             )
         with multiworker_fit(model):
             fit_seconds = _fit(
-                config, model, datasets.train, datasets.validation, run_dir
+                config, model, datasets.train, datasets.validation, files
             )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
     summary = _evaluate(
-        config, run_dir, datasets.test if test else None, fit_seconds, model
+        config, files, datasets.test if test else None, fit_seconds, model
     )
-    run_folder.write_json(summary_path, summary)
-    shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
-    os.remove(os.path.join(run_dir, BEST_WEIGHTS))
+    run_folder.write_json(files.summary, summary)
+    shutil.rmtree(files.backup, ignore_errors=True)
+    os.remove(files.best_weights)
     print(summary_line(summary))
     return summary
 
 
-def _fit(config, model, train_ds, val_ds, run_dir):
-    from keras_shiftinv.callbacks import ShiftConsistency
+def _fit(config, model, train_ds, val_ds, files):
+    from keras_shiftinv.app.callbacks import ShiftConsistency
 
-    log_path = os.path.join(run_dir, "log.csv")
-    finished = read_log(log_path)
+    finished = read_log(files.log)
     best_so_far = max((float(row["val_accuracy"]) for row in finished), default=None)
     consistency_batches = math.ceil(config.consistency_images / config.batch_size)
     callbacks = [
@@ -307,22 +307,22 @@ def _fit(config, model, train_ds, val_ds, run_dir):
             seed=config.seed,
             max_batches=consistency_batches,
         ),
-        EpochCSVLogger(log_path),
+        EpochCSVLogger(files.log),
         # Weights only: best.keras is written once, after training, without the
         # synchronized batch norm of a distributed run.
         keras.callbacks.ModelCheckpoint(
-            os.path.join(run_dir, BEST_WEIGHTS),
+            files.best_weights,
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
             save_weights_only=True,
             initial_value_threshold=best_so_far,
         ),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard")),
+        keras.callbacks.TensorBoard(files.tensorboard),
         # Last: an epoch is backed up only once every logger has written it, so a
         # kill in between makes the restart redo (and re-log) that epoch.
         keras.callbacks.BackupAndRestore(
-            os.path.join(run_dir, "backup"),
+            files.backup,
             double_checkpoint=True,
             delete_checkpoint=False,
         ),
@@ -339,21 +339,21 @@ def _fit(config, model, train_ds, val_ds, run_dir):
     )
     seconds = time.perf_counter() - start
     synchronize_batch_norm(model, False)
-    with atomic_path(os.path.join(run_dir, "final.keras")) as path:
+    with atomic_path(files.final_model) as path:
         model.save(path)
-    model.load_weights(os.path.join(run_dir, BEST_WEIGHTS))
-    with atomic_path(os.path.join(run_dir, "best.keras")) as path:
+    model.load_weights(files.best_weights)
+    with atomic_path(files.best_model) as path:
         model.save(path)
     return seconds
 
 
-def _evaluate(config, run_dir, test_ds, fit_seconds, model):
-    from keras_shiftinv.evaluate import measure
+def _evaluate(config, files, test_ds, fit_seconds, model):
+    from keras_shiftinv.app.evaluate import measure
 
-    rows = read_log(os.path.join(run_dir, "log.csv"))
-    plots.plot_training_curves(rows, os.path.join(run_dir, "curves.png"))
+    rows = read_log(files.log)
+    plots.plot_training_curves(rows, files.curves)
     best_row = max(rows, key=lambda row: float(row["val_accuracy"]))
-    best_path = os.path.join(run_dir, "best.keras")
+    best_path = files.best_model
     results = dict.fromkeys(("accuracy", "loss", "consistency"))
     if test_ds is not None:
         # Measured on the saved file, as a user of the run folder gets it.

@@ -452,7 +452,7 @@ def _predictor(model, mode, pad_mode):
     """
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
-            "keras_shiftinv.metrics needs the TensorFlow backend, not "
+            "keras_shiftinv.app.metrics needs the TensorFlow backend, not "
             f"{keras.backend.backend()!r}."
         )
     cache = _PREDICTORS.setdefault(model, {})

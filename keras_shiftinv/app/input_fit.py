@@ -9,7 +9,7 @@ benchmarks/reproduce.py alike:
   CIFAR stem halves down to 4x4 without odd sizes;
 - `predict` resizes any other size to the model's input; `evaluate` refuses it.
 
-The result is the options of `keras_shiftinv.data.pipeline` (`{}`,
+The result is the options of `keras_shiftinv.app.data.pipeline` (`{}`,
 `{"pad_to": (h, w)}` or `{"image_size": (h, w)}`). The train command records it in
 its run folder's config.json (key "input_fit", with the images' own size), so a
 model trained on 28x28 images accepts them everywhere: `evaluate` and `predict`
@@ -18,14 +18,12 @@ Rescaling to [0, 1] is the model's own first layer.
 """
 
 import json
-import os
 
+from keras_shiftinv.app.run_folder import RunFolder
 from keras_shiftinv.validation import standardize_pair
 
 # Source image size -> the input size the train command gives it.
 PAD_RULES = {(28, 28): (32, 32)}
-
-CONFIG_FILE = "config.json"
 
 
 def fit_options(
@@ -107,7 +105,7 @@ def record(image_shape, options):
 
 def _run_config(model_path):
     """The config.json of the run folder holding `model_path`, or None."""
-    path = os.path.join(os.path.dirname(os.fspath(model_path)), CONFIG_FILE)
+    path = RunFolder.of_model(model_path).config
     try:
         with open(path) as f:
             config = json.load(f)
