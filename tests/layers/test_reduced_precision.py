@@ -1,26 +1,15 @@
 """Exact shift properties under float16 and bfloat16 compute: the polyphase
 choice is made in float32, and the circular blur computes every pixel alike."""
 
-import contextlib
-
 import keras
 import numpy as np
 import pytest
 
 from keras_shiftinv import ops as si_ops
 from keras_shiftinv.layers import BlurPool2D, PolyphaseDown2D
+from tests.helpers import dtype_policy
 
 POLICIES = ("mixed_float16", "mixed_bfloat16")
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _numpy(x):
