@@ -47,7 +47,19 @@ CIRCULAR_MAX_SHIFT = 8
 CROP_MAX_SHIFT = 4
 # (augment, seeds, variants) of the runs.
 RUNS = (
-    ("shift", (0, 1, 2, 3, 4), ("baseline", "blur4", "group", "group-dense-lowpass")),
+    (
+        "shift",
+        (0, 1, 2, 3, 4),
+        (
+            "baseline",
+            "blur4",
+            "group",
+            "group-dense-lowpass",
+            # issue 22's penalty, its weight chosen by the sweep (section
+            # evidence-sweep of BENCHMARKS.md) before these runs started
+            "group-dense-lowpass-penalty10",
+        ),
+    ),
     ("none", (0, 1, 2), ("baseline", "blur4", "group", "group-dense-lowpass")),
 )
 # The weight of issue 22's low-pass penalty is chosen on the validation split of
@@ -71,6 +83,9 @@ CLAIMS = (
     ("group-dense-lowpass", "baseline"),
     ("group", "blur4"),
     ("group-dense-lowpass", "blur4"),
+    ("group-dense-lowpass-penalty10", "baseline"),
+    ("group-dense-lowpass-penalty10", "blur4"),
+    ("group-dense-lowpass-penalty10", "group-dense-lowpass"),
 )
 
 
