@@ -172,9 +172,10 @@ def plot(tables, path):
     """The paired differences of the primary measure with their intervals."""
     panels = [(augment, rows) for (augment, measure), rows in tables if rows]
     panels = [p for p in panels if p[0] in AUGMENT_TITLES]
-    figure = Figure(figsize=(7, 1.2 + 0.45 * max(len(r) for _, r in panels)))
+    # One panel above the other: the claims' long labels need the full width.
+    figure = Figure(figsize=(8, 0.6 + sum(0.9 + 0.3 * len(r) for _, r in panels)))
     FigureCanvasAgg(figure)
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (augment, rows) in zip(axes, panels, strict=True):
         for y, row in enumerate(rows):
             c = row["comparison"]
@@ -182,7 +183,9 @@ def plot(tables, path):
             ax.plot([100 * v for v in c.bootstrap], [y, y], color="tab:orange", lw=4)
             ax.plot(100 * np.array(c.differences), [y] * len(c.differences), "k.")
         ax.axvline(0, color="grey", lw=0.8)
-        ax.set_yticks(range(len(rows)), [f"{r['a']} - {r['b']}" for r in rows])
+        ax.set_yticks(
+            range(len(rows)), [f"{r['a']} - {r['b']}" for r in rows], fontsize=8
+        )
         ax.invert_yaxis()
         ax.set_xlabel("circular consistency difference (points)")
         ax.set_title(AUGMENT_TITLES[augment], fontsize=9)
